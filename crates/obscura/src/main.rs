@@ -1,0 +1,39 @@
+//! `obscura`: one binary for the relay, the vault guardian and the client.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "obscura", version, about = "Private-messaging relay, vault guardian and client")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the messaging relay (embedded SQLite + local disk by default).
+    Relay(obscura_relay::cli::RelayArgs),
+    /// Run a vault guardian.
+    Guardian(obscura_vault::cli::GuardianArgs),
+    #[command(flatten)]
+    Client(obscura_client::cli::ClientCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OBSCURA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Relay(args) => obscura_relay::run(args).await,
+            Command::Guardian(args) => obscura_vault::run(args).await,
+            Command::Client(cmd) => obscura_client::cli::run(cmd).await,
+        }
+    })
+}
