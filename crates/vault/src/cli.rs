@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 /// `obscura guardian [OPTIONS] [verify …]`
 #[derive(Debug, Clone, clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, args_override_self = true)]
 pub struct GuardianArgs {
     /// Operator action instead of running the guardian.
     #[command(subcommand)]
