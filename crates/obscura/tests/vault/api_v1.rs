@@ -304,3 +304,18 @@ async fn rate_limits_answer_429_with_headers_and_spare_health() {
         assert_eq!(g.get("/v1/vault/status").await.0, 200);
     }
 }
+
+#[tokio::test]
+async fn slow_bodies_are_cut_off() {
+    let g = Guardian::start(&["--body-timeout-secs", "1"]).await;
+    // Ten bytes promised, two sent: the guardian answers 408 instead of waiting forever.
+    let req = "POST /v1/vault/pull HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n{\"";
+    let mut s = TcpStream::connect(g.server.addr("http")).await.unwrap();
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf))
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!(parse_response(&buf), (408, err("request body timeout")));
+}

@@ -341,3 +341,25 @@ async fn the_thousand_secret_limit() {
     let other = g.session(&identity(), "v2").await;
     assert_eq!(g.put_secret(&other, "s0", b"x", 1).await.0, 200);
 }
+
+#[tokio::test]
+async fn concurrent_puts_of_one_version_have_one_winner() {
+    let g = Guardian::start(&[]).await;
+    let token = g.session(&identity(), "v2").await;
+    let results = futures::future::join_all((0..20u8).map(|i| {
+        let (g, token) = (&g, &token);
+        async move { g.put_secret(token, "contended", &[i; 8], 3).await }
+    }))
+    .await;
+    assert_eq!(
+        results.iter().filter(|(st, _)| *st == 200).count(),
+        1,
+        "{results:?}"
+    );
+    let (_, v) = g.get_secret(&token, "contended").await;
+    let winner = STANDARD.decode(v["share"].as_str().unwrap()).unwrap();
+    assert!(
+        winner.iter().all(|b| *b == winner[0]) && winner.len() == 8,
+        "mixed writes: {winner:?}"
+    );
+}
