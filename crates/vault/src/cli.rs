@@ -67,15 +67,15 @@ pub struct ServeArgs {
     #[arg(long, env = "OBSCURA_GUARDIAN_DEAD_AFTER_MISSES", default_value_t = 3)]
     pub dead_after_misses: u32,
 
-    /// Sustained requests per second allowed per client IP on push/pull/secrets/auth (0 = no limit).
+    /// Sustained requests per minute allowed per client IP on push/pull/secrets/auth (0 = no limit).
     #[arg(
         long,
-        env = "OBSCURA_GUARDIAN_RATE_LIMIT_IP_PER_SEC",
-        default_value_t = 50
+        env = "OBSCURA_GUARDIAN_RATE_LIMIT_IP_PER_MIN",
+        default_value_t = 3000
     )]
-    pub rate_limit_ip_per_sec: u32,
+    pub rate_limit_ip_per_min: u32,
 
-    /// Burst allowed per client IP above the sustained rate.
+    /// Burst allowed per client IP above the sustained rate (also the `X-RateLimit-Limit` value).
     #[arg(
         long,
         env = "OBSCURA_GUARDIAN_RATE_LIMIT_IP_BURST",
@@ -83,15 +83,15 @@ pub struct ServeArgs {
     )]
     pub rate_limit_ip_burst: u32,
 
-    /// Sustained requests per second allowed per identity on push/pull/secrets (0 = no limit).
+    /// Sustained requests per minute allowed per identity on push/pull/secrets (0 = no limit).
     #[arg(
         long,
-        env = "OBSCURA_GUARDIAN_RATE_LIMIT_IDENTITY_PER_SEC",
-        default_value_t = 10
+        env = "OBSCURA_GUARDIAN_RATE_LIMIT_IDENTITY_PER_MIN",
+        default_value_t = 600
     )]
-    pub rate_limit_identity_per_sec: u32,
+    pub rate_limit_identity_per_min: u32,
 
-    /// Burst allowed per identity above the sustained rate.
+    /// Burst allowed per identity above the sustained rate (also the `X-RateLimit-Limit` value).
     #[arg(
         long,
         env = "OBSCURA_GUARDIAN_RATE_LIMIT_IDENTITY_BURST",

@@ -20,17 +20,17 @@ pub const MAX_SHARE_SIZE: usize = 512 * 1024;
 /// Largest secret name.
 pub const MAX_SECRET_NAME: usize = 128;
 
-/// Rate limit: sustained requests per second and burst; `None` = unlimited.
+/// Rate limit: sustained requests per minute and burst; `None` = unlimited.
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimit {
-    pub per_sec: u32,
+    pub per_min: u32,
     pub burst: u32,
 }
 
 impl RateLimit {
-    fn new(per_sec: u32, burst: u32) -> Option<Self> {
-        (per_sec > 0).then(|| Self {
-            per_sec,
+    fn new(per_min: u32, burst: u32) -> Option<Self> {
+        (per_min > 0).then(|| Self {
+            per_min,
             burst: burst.max(1),
         })
     }
@@ -92,9 +92,9 @@ impl Settings {
             threshold,
             heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
             dead_after_misses: args.dead_after_misses.max(1),
-            ip_limit: RateLimit::new(args.rate_limit_ip_per_sec, args.rate_limit_ip_burst),
+            ip_limit: RateLimit::new(args.rate_limit_ip_per_min, args.rate_limit_ip_burst),
             identity_limit: RateLimit::new(
-                args.rate_limit_identity_per_sec,
+                args.rate_limit_identity_per_min,
                 args.rate_limit_identity_burst,
             ),
             header_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),

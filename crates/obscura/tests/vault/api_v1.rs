@@ -254,11 +254,11 @@ async fn twenty_concurrent_pushes_of_one_version_have_one_winner() {
 #[tokio::test]
 async fn rate_limits_answer_429_with_headers_and_spare_health() {
     let g = Guardian::start(&[
-        "--rate-limit-identity-per-sec",
+        "--rate-limit-identity-per-min",
         "1",
         "--rate-limit-identity-burst",
         "2",
-        "--rate-limit-ip-per-sec",
+        "--rate-limit-ip-per-min",
         "1",
         "--rate-limit-ip-burst",
         "4",

@@ -39,9 +39,9 @@ impl Guardian {
             "127.0.0.1:0",
             "--data-dir",
             &dir,
-            "--rate-limit-ip-per-sec",
+            "--rate-limit-ip-per-min",
             "0",
-            "--rate-limit-identity-per-sec",
+            "--rate-limit-identity-per-min",
             "0",
         ];
         args.extend_from_slice(extra);

@@ -29,9 +29,9 @@ pub struct Limiter<K: Hash + Eq + Clone> {
 
 impl<K: Hash + Eq + Clone> Limiter<K> {
     fn new(limit: RateLimit) -> Self {
-        let per_sec = NonZeroU32::new(limit.per_sec).unwrap_or(NonZeroU32::MIN);
+        let per_min = NonZeroU32::new(limit.per_min).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::per_second(per_sec).allow_burst(burst);
+        let quota = Quota::per_minute(per_min).allow_burst(burst);
         Self {
             inner: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
             burst: burst.get(),
