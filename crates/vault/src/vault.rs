@@ -1,7 +1,7 @@
 //! The guardian's domain operations, independent of HTTP: each write takes
-//! the lock of its identity so "check version, then write" is atomic, while
-//! different identities proceed in parallel; blocking file I/O runs on the
-//! blocking thread pool.
+//! the lock of its V1 share or V2 secret so "check version, then write" is
+//! atomic, while different identities (and secrets) proceed in parallel;
+//! blocking file I/O runs on the blocking thread pool.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -50,9 +50,9 @@ impl Vault {
         share: Vec<u8>,
         version: u64,
     ) -> Result<RecordMeta, StoreError> {
-        // One lock per identity (not per secret): the secret-count limit
-        // spans all of an identity's secrets.
-        let _guard = self.locks.lock(format!("vault/{id}")).await;
+        // One lock per secret; the per-identity secret limit is enforced by
+        // the store's slot reservation.
+        let _guard = self.locks.lock(format!("vault/{id}/{name}")).await;
         let max = self.max_secrets;
         self.blocking(move |s| s.put_secret(&id, &name, &share, version, max))
             .await
@@ -67,7 +67,7 @@ impl Vault {
     }
 
     pub async fn delete_secret(&self, id: Identity, name: SecretName) -> Result<bool, StoreError> {
-        let _guard = self.locks.lock(format!("vault/{id}")).await;
+        let _guard = self.locks.lock(format!("vault/{id}/{name}")).await;
         self.blocking(move |s| s.delete_secret(&id, &name)).await
     }
 

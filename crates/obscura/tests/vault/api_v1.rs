@@ -319,3 +319,29 @@ async fn slow_bodies_are_cut_off() {
         .unwrap();
     assert_eq!(parse_response(&buf), (408, err("request body timeout")));
 }
+
+#[tokio::test]
+async fn answers_to_unread_bodies_close_the_connection() {
+    let g = Guardian::start(&[]).await;
+    // Refused before its body was read: the connection cannot be reused, and says so.
+    let r = g
+        .client
+        .put(g.url("/v2/vault/secrets/x"))
+        .header("x-session-token", "bogus")
+        .body(vec![b'x'; 10_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["connection"], "close");
+    // A request whose body was read keeps the connection open.
+    let r = g
+        .client
+        .post(g.url("/v1/vault/pull"))
+        .body(json!({"identity": identity()}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().get("connection").is_none());
+}

@@ -312,28 +312,48 @@ async fn traversal_names_are_refused_on_every_route() {
 async fn the_thousand_secret_limit() {
     let g = Guardian::start(&[]).await;
     let token = g.session(&identity(), "v2").await;
-    let statuses: Vec<u16> = futures::stream::iter(0..1000)
+    // 1010 different names at once: exactly 1000 fit, whatever the order.
+    let statuses: Vec<(u16, serde_json::Value)> = futures::stream::iter(0..1010)
         .map(|i| {
             let (g, token) = (&g, &token);
-            async move { g.put_secret(token, &format!("s{i}"), b"x", 1).await.0 }
+            async move { g.put_secret(token, &format!("s{i}"), b"x", 1).await }
         })
-        .buffer_unordered(16)
+        .buffer_unordered(32)
         .collect()
         .await;
-    assert!(statuses.iter().all(|s| *s == 200));
+    assert_eq!(statuses.iter().filter(|(st, _)| *st == 200).count(), 1000);
+    let refused: Vec<_> = statuses.iter().filter(|(st, _)| *st != 200).collect();
+    assert_eq!(refused.len(), 10);
+    assert!(
+        refused
+            .iter()
+            .all(|r| **r == (409, err("too many secrets"))),
+        "{refused:?}"
+    );
     assert_eq!(
         g.put_secret(&token, "one-too-many", b"x", 1).await,
         (409, err("too many secrets"))
     );
-    // Updating an existing one is not a new secret.
-    assert_eq!(g.put_secret(&token, "s0", b"y", 2).await.0, 200);
     let list = g.v2(Method::GET, "/v2/vault/secrets", &token, None).await.1;
-    assert_eq!(list["secrets"].as_array().unwrap().len(), 1000);
+    let listed: Vec<&str> = list["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed.len(), 1000);
+    // Updating an existing one is not a new secret.
+    assert_eq!(g.put_secret(&token, listed[0], b"y", 2).await.0, 200);
     // Deleting frees a slot.
     assert_eq!(
-        g.v2(Method::DELETE, "/v2/vault/secrets/s1", &token, None)
-            .await
-            .0,
+        g.v2(
+            Method::DELETE,
+            &format!("/v2/vault/secrets/{}", listed[1]),
+            &token,
+            None
+        )
+        .await
+        .0,
         200
     );
     assert_eq!(g.put_secret(&token, "one-too-many", b"x", 1).await.0, 200);

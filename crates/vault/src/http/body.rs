@@ -1,13 +1,21 @@
 //! Reading request bodies within a size limit and a deadline, and pulling the
 //! documented fields out of the JSON.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::HeaderMap;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http_body_util::BodyExt;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
@@ -42,6 +50,61 @@ pub async fn read_limited(
         return Err(ApiError::EmptyBody);
     }
     Ok(bytes)
+}
+
+/// Middleware: when a request is answered without its body having been read
+/// to the end (refused before reading: bad token, declared length over the
+/// limit…), the connection cannot carry another request. Say so with
+/// `Connection: close`, or a keep-alive client would reuse a connection the
+/// server is about to drop.
+pub async fn close_if_unread(req: Request, next: Next) -> Response {
+    if req.body().is_end_stream() {
+        return next.run(req).await;
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let tracked = Arc::clone(&done);
+    let req = req.map(|inner| {
+        Body::new(TrackedBody {
+            inner,
+            done: tracked,
+        })
+    });
+    let mut resp = next.run(req).await;
+    if !done.load(Ordering::Acquire) {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// A body that records when it has been read to the end.
+struct TrackedBody {
+    inner: Body,
+    done: Arc<AtomicBool>,
+}
+
+impl HttpBody for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.done.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// The top-level fields of a JSON body. A body that is not a JSON object has

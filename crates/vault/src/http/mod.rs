@@ -107,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .merge(limited)
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(body::close_if_unread))
         .with_state(state)
 }
 

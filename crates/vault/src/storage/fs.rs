@@ -14,10 +14,12 @@
 //! and verified against its HMAC every time. The mirrors are renamed after it
 //! in the same directory sync.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::atomic::{create_dir_durable, replace_files, sync_dir};
@@ -36,6 +38,10 @@ pub struct FsStore {
     root: PathBuf,
     key: IntegrityKey,
     shares: AtomicU64,
+    /// Secrets per identity, counted from disk on first use and then kept up
+    /// to date, so the per-identity limit costs O(1) per write and writes of
+    /// different secrets of one identity need not be serialized.
+    secret_counts: Mutex<HashMap<Identity, usize>>,
 }
 
 impl FsStore {
@@ -50,6 +56,7 @@ impl FsStore {
             root: root.to_path_buf(),
             key,
             shares: AtomicU64::new(0),
+            secret_counts: Mutex::new(HashMap::new()),
         };
         store.shares.store(store.count_shares()?, Ordering::Relaxed);
         store.sweep_trash()?;
@@ -156,6 +163,23 @@ impl FsStore {
         Ok((meta, current.is_none()))
     }
 
+    fn counts(&self) -> MutexGuard<'_, HashMap<Identity, usize>> {
+        self.secret_counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The identity's secret count, scanned from disk the first time.
+    fn secret_count<'a>(
+        &self,
+        counts: &'a mut HashMap<Identity, usize>,
+        identity: &Identity,
+    ) -> Result<&'a mut usize, StoreError> {
+        if !counts.contains_key(identity) {
+            let n = self.secret_names(identity)?.len();
+            counts.insert(identity.clone(), n);
+        }
+        Ok(counts.entry(identity.clone()).or_insert(0))
+    }
+
     /// Secrets of an identity whose record exists (half-created directories
     /// from an interrupted first write are not secrets).
     fn secret_names(&self, id: &Identity) -> Result<Vec<SecretName>, StoreError> {
@@ -217,14 +241,28 @@ impl ShareStore for FsStore {
         max_secrets: usize,
     ) -> Result<RecordMeta, StoreError> {
         let dir = self.secret_dir(identity, name);
-        if !dir.join(RECORD_FILE).is_file() && self.secret_names(identity)?.len() >= max_secrets {
-            return Err(StoreError::TooManySecrets);
+        // A new name takes a slot first (under the counts lock, so concurrent
+        // writers of other names cannot overshoot the limit) and gives it
+        // back if the write fails.
+        let is_new = !dir.join(RECORD_FILE).is_file();
+        if is_new {
+            let mut counts = self.counts();
+            let count = self.secret_count(&mut counts, identity)?;
+            if *count >= max_secrets {
+                return Err(StoreError::TooManySecrets);
+            }
+            *count += 1;
         }
-        let (meta, _) =
-            self.write_record(&dir, Owner::Secret(identity, name), share, version, |m| {
-                (META_FILE, serde_json::to_vec(m).unwrap_or_default())
-            })?;
-        Ok(meta)
+        let written = self.write_record(&dir, Owner::Secret(identity, name), share, version, |m| {
+            (META_FILE, serde_json::to_vec(m).unwrap_or_default())
+        });
+        if is_new
+            && written.is_err()
+            && let Some(count) = self.counts().get_mut(identity)
+        {
+            *count = count.saturating_sub(1);
+        }
+        Ok(written?.0)
     }
 
     fn get_secret(
@@ -247,7 +285,15 @@ impl ShareStore for FsStore {
         // crash mid-delete never leaves a half-deleted secret readable.
         let parent = self.identity_vault(identity);
         let trash = parent.join(format!(".trash-{name}-{:016x}", rand::random::<u64>()));
-        std::fs::rename(&dir, &trash).map_err(|e| StoreError::io(&dir, e))?;
+        {
+            // Rename and count change together, so a first-use count scan
+            // never sees one without the other.
+            let mut counts = self.counts();
+            std::fs::rename(&dir, &trash).map_err(|e| StoreError::io(&dir, e))?;
+            if let Some(count) = counts.get_mut(identity) {
+                *count = count.saturating_sub(1);
+            }
+        }
         sync_dir(&parent)?;
         std::fs::remove_dir_all(&trash).map_err(|e| StoreError::io(&trash, e))?;
         Ok(true)
@@ -394,5 +440,40 @@ mod tests {
         assert!(store.get_secret(&a, &n("k1")).unwrap().is_none());
         // After a delete, the version history restarts.
         store.put_secret(&a, &n("k1"), b"again", 1, 2).unwrap();
+    }
+
+    #[test]
+    fn the_secret_limit_holds_under_concurrent_writers_and_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).unwrap();
+        let a = id('a');
+        let ok = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..20)
+                .map(|i| {
+                    let (store, a) = (&store, &a);
+                    s.spawn(move || {
+                        let name = SecretName::parse(&format!("n{i}")).unwrap();
+                        store.put_secret(a, &name, b"x", 1, 10).is_ok()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|ok| *ok)
+                .count()
+        });
+        assert_eq!(ok, 10);
+        drop(store);
+        // After a restart the count is taken from disk again.
+        let store = FsStore::open(dir.path()).unwrap();
+        let extra = SecretName::parse("extra").unwrap();
+        assert!(matches!(
+            store.put_secret(&a, &extra, b"x", 1, 10),
+            Err(StoreError::TooManySecrets)
+        ));
+        let first = SecretName::parse(&store.list_secrets(&a).unwrap()[0].name).unwrap();
+        assert!(store.delete_secret(&a, &first).unwrap());
+        store.put_secret(&a, &extra, b"x", 1, 10).unwrap();
     }
 }

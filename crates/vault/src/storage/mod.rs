@@ -2,9 +2,10 @@
 //!
 //! [`ShareStore`] is the small interface the rest of the guardian sees; the
 //! only backend is [`FsStore`], the documented on-disk layout. Store methods
-//! are blocking and do NOT serialize concurrent writers themselves: the
-//! [`crate::vault::Vault`] service holds a per-identity lock around each
-//! version check + write and runs them on the blocking pool.
+//! are blocking and do NOT serialize concurrent writers of the same share or
+//! secret themselves: the [`crate::vault::Vault`] service holds a lock per
+//! share / secret around each version check + write and runs them on the
+//! blocking pool. (The per-identity secret limit is the store's own business.)
 
 mod atomic;
 mod fs;
@@ -62,8 +63,8 @@ impl StoreError {
     }
 }
 
-/// What the guardian needs from a storage backend. Writers for one identity
-/// must be serialized by the caller.
+/// What the guardian needs from a storage backend. Writers of one share or
+/// one secret must be serialized by the caller.
 pub trait ShareStore: Send + Sync + 'static {
     /// Stores the V1 share of `identity` if `version` is greater than the stored one.
     fn put_share(
