@@ -85,7 +85,19 @@ async fn tampered_challenges_are_rejected() {
     other_id["identity"] = json!(identity());
     let mut short_nonce = redeem_body(&id, &ch);
     short_nonce["nonce"] = json!(STANDARD.encode([0u8; 16]));
-    for body in [bad_nonce, bad_tag, bad_time, other_id, short_nonce] {
+    let mut text_time = redeem_body(&id, &ch);
+    text_time["created_ns"] = json!(ch["created_ns"].to_string());
+    let mut future = redeem_body(&id, &ch);
+    future["created_ns"] = json!(i64::MAX);
+    for body in [
+        bad_nonce,
+        bad_tag,
+        bad_time,
+        other_id,
+        short_nonce,
+        text_time,
+        future,
+    ] {
         assert_eq!(
             g.post("/v1/vault/auth/session", &body).await,
             (401, err("invalid challenge")),

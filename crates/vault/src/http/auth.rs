@@ -57,7 +57,7 @@ pub async fn session(
     let identity = fields.str("identity")?;
     let nonce = fields.str("nonce")?;
     let tag = fields.str("tag")?;
-    let created_ns = fields.int("created_ns")?;
+    let created_ns = fields.created_ns()?;
     let id = Identity::parse(identity)?;
     let ch = Challenge {
         nonce: decode32(nonce)?,

@@ -136,13 +136,14 @@ impl Fields {
             .ok_or(ApiError::InvalidVersion)
     }
 
-    /// An integer field that may be negative (`created_ns`).
-    pub fn int(&self, name: &'static str) -> Result<i128, ApiError> {
-        let v = self.0.get(name).ok_or(ApiError::MissingField(name))?;
+    /// `created_ns` of a challenge: absent → `missing created_ns field`;
+    /// present but not an integer cannot be a challenge we issued.
+    pub fn created_ns(&self) -> Result<i128, ApiError> {
+        let v = self.0.get("created_ns").ok_or(ApiError::MissingField("created_ns"))?;
         v.as_i64()
             .map(i128::from)
             .or_else(|| v.as_u64().map(i128::from))
-            .ok_or(ApiError::MissingField(name))
+            .ok_or(ApiError::InvalidChallenge)
     }
 }
 
