@@ -240,3 +240,75 @@ impl Cluster {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hb(port: u16) -> Heartbeat {
+        Heartbeat {
+            ip: Ipv4Addr::LOCALHOST,
+            port,
+            share_count: 0,
+            timestamp: 0,
+        }
+    }
+
+    #[test]
+    fn only_configured_hosts_are_listed_and_self_comes_first() {
+        let me: SocketAddr = "127.0.0.1:7500".parse().unwrap();
+        let c = Cluster::new(
+            me,
+            vec!["127.0.0.1:7601".into()],
+            2,
+            Duration::from_secs(5),
+            3,
+        );
+        let stranger: SocketAddr = "10.9.9.9:4000".parse().unwrap();
+        c.heard(stranger, &hb(7700));
+        assert_eq!(c.live_guardians().len(), 1);
+
+        lock(&c.peers[0].1).ips = vec!["127.0.0.1".parse().unwrap()];
+        let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        c.heard(peer, &hb(7600));
+        c.heard(peer, &hb(7500)); // our own address announced back: not listed twice
+        let listed = c.live_guardians();
+        assert_eq!(
+            listed,
+            [
+                GuardianEntry {
+                    address: "127.0.0.1".into(),
+                    port: 7500
+                },
+                GuardianEntry {
+                    address: "127.0.0.1".into(),
+                    port: 7600
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn link_states_follow_missed_acks() {
+        let c = Cluster::new(
+            "127.0.0.1:1".parse().unwrap(),
+            vec![],
+            1,
+            Duration::from_secs(1),
+            3,
+        );
+        let state = |acked_once, misses| {
+            c.state_of(&Link {
+                misses,
+                acked_once,
+                ips: vec![],
+            })
+        };
+        assert_eq!(state(false, 0), PeerState::Unknown);
+        assert_eq!(state(false, 3), PeerState::Dead);
+        assert_eq!(state(true, 0), PeerState::Alive);
+        assert_eq!(state(true, 1), PeerState::Suspect);
+        assert_eq!(state(true, 2), PeerState::Suspect);
+        assert_eq!(state(true, 3), PeerState::Dead);
+    }
+}

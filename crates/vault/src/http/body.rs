@@ -139,7 +139,10 @@ impl Fields {
     /// `created_ns` of a challenge: absent → `missing created_ns field`;
     /// present but not an integer cannot be a challenge we issued.
     pub fn created_ns(&self) -> Result<i128, ApiError> {
-        let v = self.0.get("created_ns").ok_or(ApiError::MissingField("created_ns"))?;
+        let v = self
+            .0
+            .get("created_ns")
+            .ok_or(ApiError::MissingField("created_ns"))?;
         v.as_i64()
             .map(i128::from)
             .or_else(|| v.as_u64().map(i128::from))

@@ -66,6 +66,21 @@ pub fn replace_files(dir: &Path, files: &[(&str, &[u8])]) -> Result<(), StoreErr
     result
 }
 
+/// Removes temp files a crash left in `dir`. Only call it while holding the
+/// lock of `dir`'s writer: then no temp file there belongs to a live write.
+pub fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +94,9 @@ mod tests {
         replace_files(&sub, &[("x", b"3")]).unwrap();
         assert_eq!(std::fs::read(sub.join("x")).unwrap(), b"3");
         assert_eq!(std::fs::read(sub.join("y")).unwrap(), b"2");
+        assert_eq!(std::fs::read_dir(&sub).unwrap().count(), 2);
+        std::fs::write(sub.join(".x.tmp-0123"), b"left by a crash").unwrap();
+        remove_stale_temps(&sub);
         assert_eq!(std::fs::read_dir(&sub).unwrap().count(), 2);
     }
 }

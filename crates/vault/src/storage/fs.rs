@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::atomic::{create_dir_durable, replace_files, sync_dir};
+use super::atomic::{create_dir_durable, remove_stale_temps, replace_files, sync_dir};
 use super::record::{self, HEADER_LEN, IntegrityKey, Owner, RecordMeta};
 use super::{SecretSummary, ShareStore, StoreError, Stored};
 use crate::config::MAX_SHARE_SIZE;
@@ -152,6 +152,7 @@ impl FsStore {
         let encoded = record::encode(&self.key, owner, &meta, data);
         let (mirror_name, mirror_bytes) = mirror(&meta);
         create_dir_durable(dir)?;
+        remove_stale_temps(dir);
         replace_files(
             dir,
             &[
