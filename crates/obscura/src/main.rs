@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "obscura", version, about = "Private-messaging relay, vault guardian and client")]
+#[command(
+    name = "obscura",
+    version,
+    about = "Private-messaging relay, vault guardian and client"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -12,7 +16,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the messaging relay (embedded SQLite + local disk by default).
-    Relay(obscura_relay::cli::RelayArgs),
+    Relay(Box<obscura_relay::cli::RelayArgs>),
     /// Run a vault guardian.
     Guardian(obscura_vault::cli::GuardianArgs),
     #[command(flatten)]
@@ -28,10 +32,12 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Relay(args) => obscura_relay::run(args).await,
+            Command::Relay(args) => obscura_relay::run(*args).await,
             Command::Guardian(args) => obscura_vault::run(args).await,
             Command::Client(cmd) => obscura_client::cli::run(cmd).await,
         }
