@@ -106,6 +106,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+        // Refuse a declared oversize body before waiting for any of it.
+        if super::messages::content_length(req.headers())
+            .is_some_and(|len| len > super::MAX_JSON_BYTES as u64)
+        {
+            return Err(Error::invalid("request body too large"));
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 Error::invalid("request body too large")
