@@ -111,6 +111,40 @@ async fn pre_key_status_pushed_when_crossing_the_threshold() {
         (status.one_time_pre_key_count, status.min_threshold),
         (9, 10)
     );
+
+    // Refilled above the threshold, then drained below it again: a fresh crossing.
+    let mut device = user.device;
+    let body = device.refill_json(2, 5); // 14 keys
+    expect_empty(relay.upload_keys(&user.token, &body).await, 200).await;
+    for _ in 0..4 {
+        relay.bundle(&user.id).await; // down to 10
+    }
+    relay
+        .send_ok(&sender.token, &user.id, &message(2, b"fence 2"))
+        .await;
+    assert_eq!(
+        socket.envelope().await.message.unwrap().content,
+        b"fence 2",
+        "no status at 10 keys"
+    );
+    relay.bundle(&user.id).await; // 9: crossed again
+    let status = socket.pre_key_status().await;
+    assert_eq!(
+        (status.one_time_pre_key_count, status.min_threshold),
+        (9, 10)
+    );
+}
+
+#[tokio::test]
+async fn pre_key_status_with_no_keys_at_all() {
+    let relay = Relay::start().await;
+    let user = relay.register(0).await;
+    let mut socket = relay.connect(&user.token).await;
+    let status = socket.pre_key_status().await;
+    assert_eq!(
+        (status.one_time_pre_key_count, status.min_threshold),
+        (0, 10)
+    );
 }
 
 #[tokio::test]

@@ -384,3 +384,24 @@ async fn same_identity_key_is_a_refill_not_a_takeover() {
     }
     assert_eq!(otpk_id(&relay.bundle(&alice.id).await), None);
 }
+
+#[tokio::test]
+async fn max_one_time_pre_keys_is_configurable() {
+    let relay = Relay::start_with(&["--max-one-time-prekeys", "5"]).await;
+    let mut user = relay.register(5).await; // ids 1..=5
+    let body = user.device.refill_json(2, 2); // ids 6, 7
+    expect_empty(relay.upload_keys(&user.token, &body).await, 200).await;
+    let mut served = HashSet::new();
+    while let Some(id) = otpk_id(&relay.bundle(&user.id).await) {
+        assert!(served.insert(id), "key {id} served twice");
+        assert!(
+            served.len() <= 5,
+            "more than --max-one-time-prekeys kept: {served:?}"
+        );
+    }
+    assert_eq!(
+        served,
+        HashSet::from([3, 4, 5, 6, 7]),
+        "the two oldest pruned"
+    );
+}

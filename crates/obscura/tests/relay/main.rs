@@ -5,6 +5,7 @@
 
 mod accounts;
 mod attachments;
+mod config;
 mod durability;
 mod gateway;
 mod keys;

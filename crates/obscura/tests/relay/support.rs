@@ -55,6 +55,11 @@ impl Relay {
     /// Starts a relay; `extra` flags override the test defaults (cheap
     /// argon2, generous rate limits).
     pub async fn start_with(extra: &[&str]) -> Self {
+        Self::start_with_env(extra, &[]).await
+    }
+
+    /// As [`Relay::start_with`], with extra environment variables.
+    pub async fn start_with_env(extra: &[&str], envs: &[(&str, &str)]) -> Self {
         let dir = obscura_testkit::data_dir();
         let dir_str = dir.path().to_str().expect("utf-8 temp dir").to_string();
         let mut args: Vec<&str> = vec![
@@ -77,9 +82,14 @@ impl Relay {
             }
         }
         args.extend_from_slice(extra);
-        let server = Server::start(env!("CARGO_BIN_EXE_obscura"), &args, &[], &["http", "mgmt"])
-            .await
-            .expect("relay starts and reports its listeners");
+        let server = Server::start(
+            env!("CARGO_BIN_EXE_obscura"),
+            &args,
+            envs,
+            &["http", "mgmt"],
+        )
+        .await
+        .expect("relay starts and reports its listeners");
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -474,22 +484,31 @@ impl Gateway {
     }
 
     /// Returns once the server has read everything sent before: a ping is
-    /// answered only after the frames ahead of it were read.
+    /// answered only after the frames ahead of it were read. No frame may
+    /// arrive meanwhile.
     pub async fn sync(&mut self) {
+        let skipped = self.sync_skipping().await;
+        assert!(
+            skipped.is_empty(),
+            "unexpected frames while syncing: {skipped:?}"
+        );
+    }
+
+    /// As [`Gateway::sync`], returning (not failing on) frames that arrived
+    /// before the pong.
+    pub async fn sync_skipping(&mut self) -> Vec<WebSocketFrame> {
         self.ws
             .send(Message::Ping(b"sync".to_vec().into()))
             .await
             .expect("ping sent");
         let deadline = tokio::time::Instant::now() + TIMEOUT;
+        let mut skipped = Vec::new();
         loop {
             match tokio::time::timeout_at(deadline, self.ws.next()).await {
-                Ok(Some(Ok(Message::Pong(p)))) if p.as_ref() == b"sync" => return,
-                Ok(Some(Ok(Message::Binary(b)))) => {
-                    panic!(
-                        "unexpected frame while syncing: {:?}",
-                        WebSocketFrame::decode(b.as_ref())
-                    )
-                }
+                Ok(Some(Ok(Message::Pong(p)))) if p.as_ref() == b"sync" => return skipped,
+                Ok(Some(Ok(Message::Binary(b)))) => skipped.push(
+                    WebSocketFrame::decode(b.as_ref()).expect("server frame is a WebSocketFrame"),
+                ),
                 Ok(Some(Ok(_))) => continue,
                 other => panic!("connection ended while syncing: {other:?}"),
             }

@@ -1,0 +1,83 @@
+//! Configuration layering (flag > environment > TOML > default), observed
+//! through PreKeyStatus.min_threshold, and `obscura relay --help`.
+
+use crate::support::*;
+
+async fn threshold_seen(relay: &Relay) -> i32 {
+    let user = relay.register(0).await;
+    let mut socket = relay.connect(&user.token).await;
+    socket.pre_key_status().await.min_threshold
+}
+
+#[tokio::test]
+async fn flags_beat_environment_beat_toml() {
+    let dir = obscura_testkit::data_dir();
+    let toml = dir.path().join("relay.toml");
+    std::fs::write(&toml, "prekey-min-threshold = 5\n").unwrap();
+    let toml = toml.to_str().unwrap();
+
+    let relay = Relay::start_with(&["--config", toml]).await;
+    assert_eq!(threshold_seen(&relay).await, 5, "TOML over the default");
+
+    let env = [("OBSCURA_PREKEY_MIN_THRESHOLD", "7")];
+    let relay = Relay::start_with_env(&["--config", toml], &env).await;
+    assert_eq!(threshold_seen(&relay).await, 7, "environment over TOML");
+
+    let relay =
+        Relay::start_with_env(&["--config", toml, "--prekey-min-threshold", "3"], &env).await;
+    assert_eq!(threshold_seen(&relay).await, 3, "flag over environment");
+
+    let relay = Relay::start().await;
+    assert_eq!(threshold_seen(&relay).await, 10, "documented default");
+}
+
+#[test]
+fn help_lists_every_option() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_obscura"))
+        .args(["relay", "--help"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--mgmt-listen",
+        "--data-dir",
+        "--config",
+        "--jwt-secret",
+        "--access-token-ttl-secs",
+        "--refresh-token-ttl-secs",
+        "--argon2-memory-kib",
+        "--argon2-iterations",
+        "--argon2-parallelism",
+        "--max-message-bytes",
+        "--storage-max-size-bytes",
+        "--attachment-ttl-secs",
+        "--message-ttl-secs",
+        "--cleanup-interval-secs",
+        "--prekey-min-threshold",
+        "--max-one-time-prekeys",
+        "--rate-limit-per-sec",
+        "--rate-limit-burst",
+        "--ip-rate-limit-per-sec",
+        "--ip-rate-limit-burst",
+        "--auth-rate-limit-per-sec",
+        "--auth-rate-limit-burst",
+        "--trusted-proxies",
+    ] {
+        assert!(
+            help.contains(flag),
+            "`obscura relay --help` does not list {flag}"
+        );
+        let env = format!(
+            "OBSCURA_{}",
+            flag.trim_start_matches("--")
+                .replace('-', "_")
+                .to_uppercase()
+        );
+        assert!(
+            help.contains(&env),
+            "`obscura relay --help` does not name {env}"
+        );
+    }
+}
