@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::error::Error;
 use crate::http::AppState;
-use crate::http::extract::IpLimited;
+use crate::http::extract::{IpLimited, bearer};
 
 /// Socket buffers, sized for many idle connections: client frames are
 /// ACKs (tiny), server frames are single envelopes (≤ max message size).
@@ -35,11 +36,15 @@ pub async fn upgrade(
     _: IpLimited,
     State(state): State<AppState>,
     params: Result<Query<GatewayParams>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Error> {
+    // The contract passes the JWT in the query (browsers cannot set headers
+    // on WebSockets); a bearer header is accepted as well for other clients.
     let token = params
         .ok()
         .and_then(|Query(p)| p.token)
+        .or_else(|| bearer(&headers).map(str::to_owned))
         .ok_or(Error::Unauthorized)?;
     let user = state.relay.tokens.verify(&token)?;
     // A user without an identity key cannot receive (e.g. deleted account).
