@@ -334,3 +334,32 @@ async fn login_succeeds_and_rejects_bad_credentials() {
         .await;
     expect_error(resp, 400).await;
 }
+
+/// Ten simultaneous registrations of one username: exactly one wins.
+#[tokio::test]
+async fn concurrent_registrations_of_one_username_create_one_account() {
+    let relay = Relay::start().await;
+    let username = unique_name("race");
+    let bodies: Vec<_> = (0..10)
+        .map(|_| Device::new(1).registration_json(&username, "a long enough password"))
+        .collect();
+    let responses =
+        futures::future::join_all(bodies.iter().map(|b| relay.post_json("/v1/users", b))).await;
+    let mut created = 0;
+    for resp in responses {
+        match resp.status().as_u16() {
+            201 => created += 1,
+            409 => {
+                expect_error(resp, 409).await;
+            }
+            other => panic!(
+                "unexpected status {other}: {}",
+                resp.text().await.unwrap_or_default()
+            ),
+        }
+    }
+    assert_eq!(
+        created, 1,
+        "exactly one registration of {username} succeeds"
+    );
+}

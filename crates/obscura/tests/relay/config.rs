@@ -81,3 +81,41 @@ fn help_lists_every_option() {
         );
     }
 }
+
+/// Argon2 parameters below the OWASP minimums are allowed (tests need them)
+/// but announced with a WARN on stderr at startup.
+#[tokio::test]
+async fn weak_argon2_parameters_warn_at_startup() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let dir = obscura_testkit::data_dir();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_obscura"))
+        .args([
+            "relay",
+            "--listen",
+            "127.0.0.1:0",
+            "--mgmt-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .args(["--argon2-memory-kib", "1024", "--argon2-iterations", "1"])
+        .env("OBSCURA_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let found = tokio::time::timeout(TIMEOUT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("WARN") && line.to_lowercase().contains("argon2") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    let _ = child.kill().await;
+    assert!(found, "no WARN about weak argon2 parameters on stderr");
+}

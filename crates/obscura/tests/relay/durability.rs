@@ -173,3 +173,93 @@ async fn queued_messages_expire_after_the_ttl() {
         "message still delivered long after --message-ttl-secs"
     );
 }
+
+/// No hard-coded default secret: two fresh data directories generate
+/// different secrets, so one relay's token means nothing to the other.
+#[tokio::test]
+async fn generated_jwt_secrets_differ_between_data_dirs() {
+    let a = Relay::start().await;
+    let b = Relay::start().await;
+    let user = a.register(12).await;
+    let resp = b
+        .http
+        .put(b.url("/v1/push-tokens"))
+        .bearer_auth(&user.token)
+        .json(&serde_json::json!({"token": "t"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 401).await;
+    let secret_a = std::fs::read(a.dir.path().join("jwt-secret")).unwrap();
+    let secret_b = std::fs::read(b.dir.path().join("jwt-secret")).unwrap();
+    assert_ne!(secret_a, secret_b);
+}
+
+/// A consumed one-time pre-key stays consumed after a crash.
+#[tokio::test]
+async fn consumed_one_time_pre_keys_stay_consumed_after_restart() {
+    let mut relay = Relay::start().await;
+    let user = relay.register(2).await;
+    let first = relay.bundle(&user.id).await["oneTimePreKey"]["keyId"]
+        .as_u64()
+        .expect("a key");
+    relay.server.restart().await.expect("restart");
+    let second = relay.bundle(&user.id).await["oneTimePreKey"]["keyId"]
+        .as_u64()
+        .expect("the other key");
+    assert_ne!(first, second, "a key was handed out twice across a restart");
+    assert!(relay.bundle(&user.id).await["oneTimePreKey"].is_null());
+}
+
+/// Passwords and refresh tokens never reach the disk in the clear: every
+/// file of the data directory (database, WAL, …) is searched for them.
+#[tokio::test]
+async fn secrets_are_not_stored_in_plaintext() {
+    let relay = Relay::start().await;
+    let user = relay.register(1).await;
+    let login = expect_json(relay.login(&user.username, &user.password).await, 200).await;
+    let rotated = expect_json(relay.refresh(&user.refresh_token).await, 200).await;
+    let mut needles: Vec<(String, Vec<u8>)> =
+        vec![("password".into(), user.password.clone().into_bytes())];
+    for token in [
+        &user.refresh_token,
+        login["refreshToken"].as_str().unwrap(),
+        rotated["refreshToken"].as_str().unwrap(),
+    ] {
+        needles.push(("refresh token".into(), token.as_bytes().to_vec()));
+        let raw = base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            token.trim_end_matches('='),
+        )
+        .unwrap();
+        needles.push(("raw refresh token bytes".into(), raw));
+    }
+
+    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                files(&p, out)
+            } else {
+                out.push(p)
+            }
+        }
+    }
+    let mut all = Vec::new();
+    files(relay.dir.path(), &mut all);
+    assert!(!all.is_empty());
+    for path in all {
+        let Ok(content) = std::fs::read(&path) else {
+            continue;
+        };
+        for (what, needle) in &needles {
+            assert!(
+                !content
+                    .windows(needle.len())
+                    .any(|w| w == needle.as_slice()),
+                "{what} found in clear in {}",
+                path.display()
+            );
+        }
+    }
+}

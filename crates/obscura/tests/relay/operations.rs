@@ -59,6 +59,34 @@ async fn openapi_yaml_is_valid_and_lists_every_path() {
             );
         }
     }
+    // The documented statuses include every one the contract lists.
+    let statuses: &[(&str, &str, &[&str])] = &[
+        ("/v1/users", "post", &["201", "400", "409", "429"]),
+        ("/v1/sessions", "post", &["200", "401", "429"]),
+        ("/v1/sessions", "delete", &["200", "401"]),
+        ("/v1/sessions/refresh", "post", &["200", "401"]),
+        ("/v1/keys", "post", &["200", "400", "401", "429"]),
+        ("/v1/keys/{userId}", "get", &["200", "404", "429"]),
+        (
+            "/v1/messages/{recipientId}",
+            "post",
+            &["201", "400", "401", "404", "429"],
+        ),
+        ("/v1/gateway", "get", &["101", "401", "429"]),
+        ("/v1/attachments", "post", &["201", "400", "401", "429"]),
+        ("/v1/attachments/{id}", "get", &["200", "401", "404", "429"]),
+        ("/v1/push-tokens", "put", &["200", "400", "401", "429"]),
+    ];
+    for (path, method, codes) in statuses {
+        let responses = &doc["paths"][*path][*method]["responses"];
+        for code in *codes {
+            let listed = responses.get(*code).is_some()
+                || code
+                    .parse::<u64>()
+                    .is_ok_and(|n| responses.get(serde_yaml::Value::from(n)).is_some());
+            assert!(listed, "{method} {path} does not document {code}");
+        }
+    }
     let schemas = doc["components"]["schemas"]
         .as_mapping()
         .expect("components.schemas");

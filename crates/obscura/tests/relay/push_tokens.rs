@@ -37,6 +37,8 @@ async fn push_token_is_registered_and_replaced() {
         200,
     )
     .await;
+    let body = json!({"token": "fcm-xyz", "platform": "android"});
+    expect_empty(put(&relay, Some(&user.token), body).await, 200).await;
 }
 
 #[tokio::test]

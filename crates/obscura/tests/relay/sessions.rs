@@ -299,3 +299,36 @@ async fn every_authenticated_endpoint_requires_a_bearer() {
         expect_error(resp, 401).await;
     }
 }
+
+/// Ten simultaneous refreshes with one token: exactly one rotation succeeds.
+#[tokio::test]
+async fn concurrent_refreshes_rotate_once() {
+    let relay = Relay::start().await;
+    let user = relay.register(1).await;
+    let responses =
+        futures::future::join_all((0..10).map(|_| relay.refresh(&user.refresh_token))).await;
+    let mut ok = 0;
+    for resp in responses {
+        match resp.status().as_u16() {
+            200 => ok += 1,
+            401 => {
+                expect_error(resp, 401).await;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(ok, 1, "one refresh token buys exactly one rotation");
+}
+
+/// --refresh-token-ttl-secs: a refresh token stops working after its TTL.
+#[tokio::test]
+async fn refresh_tokens_expire() {
+    let relay = Relay::start_with(&["--refresh-token-ttl-secs", "1"]).await;
+    let issued = now_secs();
+    let user = relay.register(1).await;
+    // Wait on the wall clock (no server state to poll without rotating the token).
+    while now_secs() < issued + 3 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    expect_error(relay.refresh(&user.refresh_token).await, 401).await;
+}
