@@ -109,6 +109,7 @@ async fn twenty_mib_round_trip_is_byte_exact_and_streamed() {
 
     let peak_after = relay.server.peak_rss_bytes().expect("peak rss");
     let growth = peak_after.saturating_sub(peak_before);
+    eprintln!("server peak RSS {} KiB -> {} KiB", peak_before / 1024, peak_after / 1024);
     assert!(
         growth < (SIZE as u64) / 2,
         "server peak RSS grew by {} MiB for a 20 MiB attachment: it is buffered, not streamed",

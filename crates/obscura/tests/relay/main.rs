@@ -5,6 +5,7 @@
 
 mod accounts;
 mod attachments;
+mod compat;
 mod config;
 mod durability;
 mod gateway;

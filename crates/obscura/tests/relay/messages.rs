@@ -441,3 +441,30 @@ async fn messages_sent_around_reconnects_are_not_lost_or_reordered() {
     sender.await.expect("sender task");
     assert_queue_empty(&relay, &alice, &bob).await;
 }
+
+/// A client that vanishes without a close handshake (network loss) keeps
+/// the ACKs the server already read.
+#[tokio::test]
+async fn acks_survive_an_abrupt_disconnect() {
+    let relay = Relay::start().await;
+    let alice = relay.register(12).await;
+    let bob = relay.register(12).await;
+    relay
+        .send_ok(&alice.token, &bob.id, &message(2, b"one"))
+        .await;
+    relay
+        .send_ok(&alice.token, &bob.id, &message(2, b"two"))
+        .await;
+    let mut socket = relay.connect(&bob.token).await;
+    let envs = socket.envelopes(2).await;
+    socket.ack_each(&[&envs[0].id]).await;
+    socket.sync().await;
+    drop(socket); // TCP closed, no WebSocket close frame
+
+    let mut socket = relay.connect(&bob.token).await;
+    assert_eq!(
+        socket.envelope().await.id,
+        envs[1].id,
+        "only the unacknowledged message is redelivered"
+    );
+}
