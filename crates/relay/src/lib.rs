@@ -52,7 +52,12 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
 
     let secret = match &config.jwt_secret {
-        Some(secret) => secret.as_bytes().to_vec(),
+        Some(secret) => {
+            if secret.len() < 32 {
+                tracing::warn!("--jwt-secret is shorter than 32 bytes; use a long random secret");
+            }
+            secret.as_bytes().to_vec()
+        }
         None => {
             domain::sessions::load_or_create_jwt_secret(&config.data_dir).context("JWT secret")?
         }

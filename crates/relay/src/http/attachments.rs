@@ -11,8 +11,7 @@ use serde::Serialize;
 use tokio_util::io::ReaderStream;
 
 use super::AppState;
-use super::extract::{AuthUser, path_uuid};
-use super::messages::content_length;
+use super::extract::{AuthUser, content_length, path_uuid};
 use crate::error::Result;
 
 #[derive(Serialize)]

@@ -108,9 +108,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
         // Refuse a declared oversize body before waiting for any of it.
-        if super::messages::content_length(req.headers())
-            .is_some_and(|len| len > super::MAX_JSON_BYTES as u64)
-        {
+        if content_length(req.headers()).is_some_and(|len| len > super::MAX_JSON_BYTES as u64) {
             return Err(Error::invalid("request body too large"));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
@@ -129,4 +127,15 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 /// A path segment that must be a UUID; anything else names nothing (404).
 pub fn path_uuid(segment: &str) -> Result<Uuid, Error> {
     Uuid::parse_str(segment).map_err(|_| Error::NotFound)
+}
+
+/// The declared `Content-Length`, if present and well-formed.
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }

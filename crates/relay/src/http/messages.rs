@@ -2,11 +2,11 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::AppState;
-use super::extract::{AuthUser, path_uuid};
+use super::extract::{AuthUser, content_length, path_uuid};
 use crate::error::{Error, Result};
 
 pub async fn send(
@@ -35,14 +35,4 @@ pub async fn send(
         .send_message(sender, recipient, &bytes.to_bytes())
         .await?;
     Ok(StatusCode::CREATED)
-}
-
-pub fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
