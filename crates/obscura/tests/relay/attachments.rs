@@ -109,7 +109,11 @@ async fn twenty_mib_round_trip_is_byte_exact_and_streamed() {
 
     let peak_after = relay.server.peak_rss_bytes().expect("peak rss");
     let growth = peak_after.saturating_sub(peak_before);
-    eprintln!("server peak RSS {} KiB -> {} KiB", peak_before / 1024, peak_after / 1024);
+    eprintln!(
+        "server peak RSS {} KiB -> {} KiB",
+        peak_before / 1024,
+        peak_after / 1024
+    );
     assert!(
         growth < (SIZE as u64) / 2,
         "server peak RSS grew by {} MiB for a 20 MiB attachment: it is buffered, not streamed",
@@ -189,6 +193,16 @@ async fn oversize_attachment_is_400_with_and_without_content_length() {
     };
     // A declared 50 MiB with no body sent: answered from the header alone.
     let resp = raw_streaming(relay.addr(), head("Content-Length: 52428800\r\n"), vec![]).await;
+    resp.assert_error(&[400]);
+
+    // The same with `Expect: 100-continue` (curl does this for big uploads):
+    // the answer is the final 400, never an invitation to send the body.
+    let resp = raw_streaming(
+        relay.addr(),
+        head("Content-Length: 52428800\r\nExpect: 100-continue\r\n"),
+        vec![],
+    )
+    .await;
     resp.assert_error(&[400]);
 
     // Chunked, no Content-Length: 256 KiB in 8 KiB chunks.

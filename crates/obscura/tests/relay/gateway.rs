@@ -196,3 +196,20 @@ async fn malformed_frames_do_not_break_the_server() {
         b"still works"
     );
 }
+
+/// What the replaced socket received but never acknowledged is delivered
+/// to the new one.
+#[tokio::test]
+async fn replacement_redelivers_unacknowledged_messages() {
+    let relay = Relay::start().await;
+    let sender = relay.register(12).await;
+    let user = relay.register(12).await;
+    let mut first = relay.connect(&user.token).await;
+    relay
+        .send_ok(&sender.token, &user.id, &message(2, b"m1"))
+        .await;
+    let env = first.envelope().await;
+    let mut second = relay.connect(&user.token).await;
+    first.expect_closed().await;
+    assert_eq!(second.envelope().await.id, env.id);
+}
