@@ -48,8 +48,7 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
             "argon2 parameters are below the OWASP minimum (19456 KiB, 2 iterations): acceptable for tests only"
         );
     }
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    create_data_dir(&config.data_dir)?;
 
     let secret = match &config.jwt_secret {
         Some(secret) => {
@@ -132,6 +131,21 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Creates the data directory (mode 0700: it holds password hashes and the
+/// JWT secret); an existing directory keeps the permissions its operator chose.
+fn create_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))
 }
 
 /// The `listening <name> <addr>` line tests and operators wait for.

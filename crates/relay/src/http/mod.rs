@@ -84,7 +84,11 @@ fn with_common_layers(router: Router) -> Router {
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(TraceLayer::new_for_http())
+            // The span names the path only: the gateway's query carries a JWT.
+            .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+                let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+            }))
             .layer(CatchPanicLayer::custom(|_| {
                 error::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
             })),
