@@ -3,11 +3,7 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "obscura",
-    version,
-    about = "Private-messaging relay, vault guardian and client"
-)]
+#[command(name = "obscura", version, about = "Private-messaging relay, vault guardian and client")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,9 +28,7 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Relay(args) => obscura_relay::run(*args).await,
