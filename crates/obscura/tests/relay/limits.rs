@@ -154,6 +154,24 @@ async fn authenticated_routes_are_rate_limited_per_user() {
     };
     let passed = requests_until_429(8, |rid| put(alice.token.clone(), rid)).await;
     assert!(passed >= 3, "the burst of 3 is allowed ({passed} passed)");
+    // Without a client id, the 429 still carries a generated one.
+    let resp = relay
+        .http
+        .put(relay.url("/v1/push-tokens"))
+        .bearer_auth(&alice.token)
+        .json(&json!({"token": "t"}))
+        .send()
+        .await
+        .unwrap();
+    let rid = resp
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_string());
+    expect_error(resp, 429).await;
+    assert!(
+        uuid::Uuid::parse_str(&rid.unwrap()).is_ok(),
+        "generated x-request-id on 429 is a UUID"
+    );
     // Bob has his own bucket.
     expect_empty(put(bob.token.clone(), "bob".into()).await.unwrap(), 200).await;
 }
@@ -322,6 +340,19 @@ async fn oversized_json_body_is_refused_from_content_length() {
     .await;
     resp.assert_error(&[400, 413]);
     assert_eq!(resp.header("x-request-id"), Some("raw-413"));
+
+    let resp = raw_exchange(
+        relay.addr(),
+        b"POST /v1/users HTTP/1.1\r\nHost: r\r\nContent-Type: application/json\r\n\
+          Content-Length: 67108864\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    resp.assert_error(&[400, 413]);
+    let rid = resp.header("x-request-id").unwrap_or_default();
+    assert!(
+        uuid::Uuid::parse_str(rid).is_ok(),
+        "generated x-request-id {rid:?} is a UUID"
+    );
 }
 
 #[tokio::test]
