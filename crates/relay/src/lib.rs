@@ -97,22 +97,16 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
     announce("mgmt", mgmt.local_addr()?)?;
 
     let cleanup = jobs::spawn_cleanup(relay.clone(), shutdown.clone());
-    let api_server = tokio::spawn(
-        axum::serve(
-            api,
-            http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future(),
-    );
-    let mgmt_server = tokio::spawn(
-        axum::serve(
-            mgmt,
-            http::mgmt_router(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future(),
-    );
+    let api_server = tokio::spawn(http::server::serve(
+        api,
+        http::router(state.clone()),
+        shutdown.clone(),
+    ));
+    let mgmt_server = tokio::spawn(http::server::serve(
+        mgmt,
+        http::mgmt_router(state),
+        shutdown.clone(),
+    ));
 
     wait_for_signal().await;
     tracing::info!("shutting down: closing sessions and flushing acknowledgements");

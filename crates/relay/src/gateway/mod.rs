@@ -61,6 +61,9 @@ pub async fn upgrade(
             retry_after_secs: 5,
         }
     })?;
+    // Register before answering 101, so sessions replace each other in
+    // handshake order (a later handshake always wins).
+    let subscription = state.relay.fanout.subscribe(user);
     let max_frame = usize::try_from(state.relay.config.max_message_bytes).unwrap_or(usize::MAX);
     Ok(ws
         .read_buffer_size(READ_BUFFER_BYTES)
@@ -71,7 +74,7 @@ pub async fn upgrade(
         .max_frame_size(MAX_CLIENT_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
             session::Session::new(state.relay.clone(), user, socket)
-                .run(state.shutdown.clone())
+                .run(subscription, state.shutdown.clone())
                 .await;
             drop(permit);
         })

@@ -65,9 +65,9 @@ impl Session {
         }
     }
 
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        // Register first, so nothing enqueued from now on can be missed.
-        let mut sub = self.relay.fanout.subscribe(self.user);
+    /// Runs until the end; `sub` was taken at handshake time, before the
+    /// first store read, so nothing enqueued since can be missed.
+    pub async fn run(mut self, mut sub: Subscription, shutdown: CancellationToken) {
         if let Some(done) = sub.predecessor_done.clone() {
             let _ = timeout(PREDECESSOR_GRACE, done.cancelled()).await;
         }

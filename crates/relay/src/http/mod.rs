@@ -10,6 +10,7 @@ pub mod keys;
 pub mod messages;
 pub mod openapi;
 pub mod push_tokens;
+pub mod server;
 
 use std::sync::Arc;
 
