@@ -7,6 +7,7 @@
 //! (local directory), [`fanout`] (in-process presence), [`ratelimit`]
 //! (governor); [`jobs`] does TTL clean-up.
 
+pub mod backends;
 pub mod blobs;
 pub mod cli;
 pub mod config;
@@ -61,21 +62,14 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
             domain::sessions::load_or_create_jwt_secret(&config.data_dir).context("JWT secret")?
         }
     };
-    let store = Arc::new(
-        store::SqliteStore::open(&config.data_dir)
-            .await
-            .context("opening the database")?,
-    );
-    let blobs = blobs::LocalBlobs::open(&config.data_dir.join("attachments"))
-        .await
-        .context("attachment directory")?;
+    let backends = backends::connect(&config).await?;
     let relay = Arc::new(Relay {
         tokens: Tokens::new(&secret, config.access_token_ttl, config.refresh_token_ttl),
         passwords: PasswordHasher::new(config.argon2)?,
-        limiter: Arc::new(ratelimit::GovernorLimiter::new(config.rate_limits)),
-        store: store.clone(),
-        blobs: Arc::new(blobs),
-        fanout: Arc::new(fanout::LocalFanout::new()),
+        limiter: backends.limiter.clone(),
+        store: backends.store.store(),
+        blobs: backends.blobs.clone(),
+        fanout: backends.fanout.clone(),
         config,
     });
 
@@ -122,7 +116,7 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
         let _ = cleanup.await;
     })
     .await;
-    store.close().await;
+    backends.store.close().await;
     tracing::info!("stopped");
     Ok(())
 }

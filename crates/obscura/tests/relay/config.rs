@@ -9,7 +9,7 @@ async fn threshold_seen(relay: &Relay) -> i32 {
     socket.pre_key_status().await.min_threshold
 }
 
-#[tokio::test]
+#[backend_test]
 async fn flags_beat_environment_beat_toml() {
     let dir = obscura_testkit::data_dir();
     let toml = dir.path().join("relay.toml");
@@ -84,7 +84,7 @@ fn help_lists_every_option() {
 
 /// Argon2 parameters below the OWASP minimums are allowed (tests need them)
 /// but announced with a WARN on stderr at startup.
-#[tokio::test]
+#[backend_test]
 async fn weak_argon2_parameters_warn_at_startup() {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let dir = obscura_testkit::data_dir();

@@ -23,7 +23,7 @@ async fn expect_handshake_refused(relay: &Relay, url: String, status: u16) {
     let _ = relay;
 }
 
-#[tokio::test]
+#[backend_test]
 async fn handshake_requires_a_valid_token() {
     let relay = Relay::start().await;
     let user = relay.register(12).await;
@@ -40,7 +40,7 @@ async fn handshake_requires_a_valid_token() {
     assert_eq!(resp.status().as_u16(), 101);
 }
 
-#[tokio::test]
+#[backend_test]
 async fn pre_key_status_on_connect_only_below_threshold() {
     let relay = Relay::start().await;
     let sender = relay.register(12).await;
@@ -75,7 +75,7 @@ async fn pre_key_status_on_connect_only_below_threshold() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn pre_key_status_threshold_is_configurable() {
     let relay = Relay::start_with(&["--prekey-min-threshold", "3"]).await;
     let user = relay.register(2).await;
@@ -89,7 +89,7 @@ async fn pre_key_status_threshold_is_configurable() {
 
 /// Falling below the threshold during a session (bundles fetched by others)
 /// pushes a fresh PreKeyStatus.
-#[tokio::test]
+#[backend_test]
 async fn pre_key_status_pushed_when_crossing_the_threshold() {
     let relay = Relay::start().await;
     let sender = relay.register(12).await;
@@ -135,7 +135,7 @@ async fn pre_key_status_pushed_when_crossing_the_threshold() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn pre_key_status_with_no_keys_at_all() {
     let relay = Relay::start().await;
     let user = relay.register(0).await;
@@ -147,7 +147,7 @@ async fn pre_key_status_with_no_keys_at_all() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_second_connection_replaces_the_first() {
     let relay = Relay::start().await;
     let sender = relay.register(12).await;
@@ -173,7 +173,7 @@ async fn a_second_connection_replaces_the_first() {
 }
 
 /// Garbage from a client never takes the server down; a fresh connection works.
-#[tokio::test]
+#[backend_test]
 async fn malformed_frames_do_not_break_the_server() {
     let relay = Relay::start().await;
     let sender = relay.register(12).await;
@@ -199,7 +199,7 @@ async fn malformed_frames_do_not_break_the_server() {
 
 /// What the replaced socket received but never acknowledged is delivered
 /// to the new one.
-#[tokio::test]
+#[backend_test]
 async fn replacement_redelivers_unacknowledged_messages() {
     let relay = Relay::start().await;
     let sender = relay.register(12).await;
