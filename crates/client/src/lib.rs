@@ -1,13 +1,16 @@
-//! Obscura client SDK: identities and pre-keys, the relay client, the vault
-//! client and Shamir secret sharing. The `obscura` binary's client commands
-//! live in [`cli`].
+//! Obscura client SDK: identities and pre-keys, the relay client, end-to-end
+//! message encryption, the vault client and Shamir secret sharing. The
+//! `obscura` binary's client commands live in [`cli`].
 
-pub mod cli {
-    /// Client subcommands of the `obscura` binary.
-    #[derive(Debug, Clone, clap::Subcommand)]
-    pub enum ClientCommand {}
-
-    pub async fn run(cmd: ClientCommand) -> anyhow::Result<()> {
-        match cmd {}
-    }
-}
+pub mod attachment;
+pub(crate) mod b64;
+pub mod cli;
+pub mod crypto;
+pub mod envelope;
+pub mod identity;
+pub mod inbox;
+pub mod profile;
+pub mod quorum;
+pub mod relay;
+pub mod shamir;
+pub mod vault;
