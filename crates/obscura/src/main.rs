@@ -1,9 +1,15 @@
 //! `obscura`: one binary for the relay, the vault guardian and the client.
 
+mod dev;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "obscura", version, about = "Private-messaging relay, vault guardian and client")]
+#[command(
+    name = "obscura",
+    version,
+    about = "Private-messaging relay, vault guardian and client"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -15,6 +21,8 @@ enum Command {
     Relay(obscura_relay::cli::RelayArgs),
     /// Run a vault guardian.
     Guardian(obscura_vault::cli::GuardianArgs),
+    /// Run a local cluster: a relay and N guardians, until Ctrl-C.
+    Dev(dev::DevArgs),
     #[command(flatten)]
     Client(obscura_client::cli::ClientCommand),
 }
@@ -28,11 +36,14 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Relay(args) => obscura_relay::run(args).await,
             Command::Guardian(args) => obscura_vault::run(args).await,
+            Command::Dev(args) => dev::run(args).await,
             Command::Client(cmd) => obscura_client::cli::run(cmd).await,
         }
     })
