@@ -82,15 +82,21 @@ impl PublicKey {
     /// the sign bit carried in `signature[63]`; the bit is then cleared and an
     /// ordinary Ed25519 verification runs.
     pub fn verify_signature(&self, message: &[u8], signature: &[u8]) -> Result<(), KeyError> {
-        let sig: [u8; SIGNATURE_LEN] = signature.try_into().map_err(|_| KeyError::BadSignatureLength)?;
+        let sig: [u8; SIGNATURE_LEN] = signature
+            .try_into()
+            .map_err(|_| KeyError::BadSignatureLength)?;
         let sign_bit = (sig[63] & 0x80) >> 7;
-        let edwards = MontgomeryPoint(self.0).to_edwards(sign_bit).ok_or(KeyError::BadSignature)?;
+        let edwards = MontgomeryPoint(self.0)
+            .to_edwards(sign_bit)
+            .ok_or(KeyError::BadSignature)?;
         let verifying = ed25519_dalek::VerifyingKey::from_bytes(edwards.compress().as_bytes())
             .map_err(|_| KeyError::BadSignature)?;
         let mut clean = sig;
         clean[63] &= 0x7F;
         let sig = ed25519_dalek::Signature::from_bytes(&clean);
-        verifying.verify(message, &sig).map_err(|_| KeyError::BadSignature)
+        verifying
+            .verify(message, &sig)
+            .map_err(|_| KeyError::BadSignature)
     }
 }
 
@@ -134,7 +140,9 @@ impl KeyPair {
 
     /// X25519 Diffie-Hellman with another public key.
     pub fn agree(&self, their: &PublicKey) -> [u8; 32] {
-        self.secret.diffie_hellman(&x25519_dalek::PublicKey::from(their.0)).to_bytes()
+        self.secret
+            .diffie_hellman(&x25519_dalek::PublicKey::from(their.0))
+            .to_bytes()
     }
 
     /// Signs `message` with XEdDSA in libsignal's variant (sign bit in byte 63).
@@ -233,19 +241,28 @@ mod tests {
         for i in 0..signature.len() {
             let mut bad = signature.clone();
             bad[i] ^= 1;
-            assert!(kp.public().verify_signature(&message, &bad).is_err(), "byte {i}");
+            assert!(
+                kp.public().verify_signature(&message, &bad).is_err(),
+                "byte {i}"
+            );
         }
     }
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.split_whitespace().collect();
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
     fn signature_length_checked() {
         let id = KeyPair::generate(&mut OsRng);
-        assert_eq!(id.public().verify_signature(b"m", &[0u8; 63]), Err(KeyError::BadSignatureLength));
+        assert_eq!(
+            id.public().verify_signature(b"m", &[0u8; 63]),
+            Err(KeyError::BadSignatureLength)
+        );
     }
 
     #[test]

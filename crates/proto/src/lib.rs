@@ -108,7 +108,10 @@ mod tests {
         };
         assert_eq!(frame.encode_to_vec(), vec![0x62, 4, 0x08, 3, 0x10, 10]);
 
-        let msg = EncryptedMessage { r#type: 2, content: vec![0xAA] };
+        let msg = EncryptedMessage {
+            r#type: 2,
+            content: vec![0xAA],
+        };
         assert_eq!(msg.encode_to_vec(), vec![0x08, 2, 0x12, 1, 0xAA]);
 
         let ack = WebSocketFrame {
@@ -117,10 +120,20 @@ mod tests {
                 message_ids: vec!["b".into()],
             })),
         };
-        assert_eq!(ack.encode_to_vec(), vec![0x5a, 6, 0x0a, 1, b'a', 0x12, 1, b'b']);
+        assert_eq!(
+            ack.encode_to_vec(),
+            vec![0x5a, 6, 0x0a, 1, b'a', 0x12, 1, b'b']
+        );
 
-        let env = Envelope { id: "i".into(), source_user_id: "s".into(), timestamp: 1, message: Some(msg) };
-        let framed = WebSocketFrame { payload: Some(web_socket_frame::Payload::Envelope(env.clone())) };
+        let env = Envelope {
+            id: "i".into(),
+            source_user_id: "s".into(),
+            timestamp: 1,
+            message: Some(msg),
+        };
+        let framed = WebSocketFrame {
+            payload: Some(web_socket_frame::Payload::Envelope(env.clone())),
+        };
         let bytes = framed.encode_to_vec();
         assert_eq!(bytes[0], 0x52); // field 10, length-delimited
         assert_eq!(WebSocketFrame::decode(bytes.as_slice()).unwrap(), framed);
@@ -128,7 +141,10 @@ mod tests {
 
     #[test]
     fn ack_ids_merges_both_fields() {
-        let ack = AckMessage { message_id: "x".into(), message_ids: vec!["y".into(), "".into()] };
+        let ack = AckMessage {
+            message_id: "x".into(),
+            message_ids: vec!["y".into(), "".into()],
+        };
         assert_eq!(ack.ids().collect::<Vec<_>>(), vec!["x", "y"]);
         let none = AckMessage::default();
         assert_eq!(none.ids().count(), 0);

@@ -37,15 +37,28 @@ impl Server {
     ) -> anyhow::Result<Self> {
         let bin = bin.as_ref().to_path_buf();
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let envs: Vec<(String, String)> = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let wait_for: Vec<String> = wait_for.iter().map(|s| s.to_string()).collect();
         let (child, addrs) = spawn(&bin, &args, &envs, &wait_for).await?;
-        Ok(Self { child, addrs, bin, args, envs, wait_for })
+        Ok(Self {
+            child,
+            addrs,
+            bin,
+            args,
+            envs,
+            wait_for,
+        })
     }
 
     /// The address bound for listener `name` (e.g. `http`, `mgmt`, `peer`).
     pub fn addr(&self, name: &str) -> SocketAddr {
-        *self.addrs.get(name).unwrap_or_else(|| panic!("no listener named {name}"))
+        *self
+            .addrs
+            .get(name)
+            .unwrap_or_else(|| panic!("no listener named {name}"))
     }
 
     /// `http://<addr of name>`.
@@ -67,7 +80,10 @@ impl Server {
     pub async fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         let pid = self.pid();
         // `kill(1)` rather than libc: `unsafe` is forbidden in this workspace.
-        let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
         Ok(tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await??)
     }
 
@@ -100,8 +116,15 @@ impl Drop for Server {
 
 fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with(field)).context("field not in /proc status")?;
-    Ok(line.split_whitespace().nth(1).context("malformed /proc status")?.parse()?)
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .context("field not in /proc status")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("malformed /proc status")?
+        .parse()?)
 }
 
 async fn spawn(
@@ -116,11 +139,16 @@ async fn spawn(
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
-        .env("OBSCURA_LOG", std::env::var("OBSCURA_LOG").unwrap_or_else(|_| "warn".into()));
+        .env(
+            "OBSCURA_LOG",
+            std::env::var("OBSCURA_LOG").unwrap_or_else(|_| "warn".into()),
+        );
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().with_context(|| format!("spawning {}", bin.display()))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("spawning {}", bin.display()))?;
     let stdout = child.stdout.take().context("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let mut addrs = HashMap::new();
@@ -134,7 +162,9 @@ async fn spawn(
             bail!("server exited before it was ready: {status}");
         };
         let mut parts = line.split_whitespace();
-        if let (Some("listening"), Some(name), Some(addr)) = (parts.next(), parts.next(), parts.next()) {
+        if let (Some("listening"), Some(name), Some(addr)) =
+            (parts.next(), parts.next(), parts.next())
+        {
             addrs.insert(name.to_string(), addr.parse()?);
         }
     }
@@ -145,5 +175,8 @@ async fn spawn(
 
 /// A fresh temporary directory for a server's data, removed on drop.
 pub fn data_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("obscura-test-").tempdir().expect("tempdir")
+    tempfile::Builder::new()
+        .prefix("obscura-test-")
+        .tempdir()
+        .expect("tempdir")
 }

@@ -6,7 +6,11 @@ pub mod cli {
     #[derive(Debug, Clone, clap::Args)]
     pub struct GuardianArgs {
         /// Address the HTTP API listens on.
-        #[arg(long, env = "OBSCURA_GUARDIAN_LISTEN", default_value = "127.0.0.1:7500")]
+        #[arg(
+            long,
+            env = "OBSCURA_GUARDIAN_LISTEN",
+            default_value = "127.0.0.1:7500"
+        )]
         pub listen: std::net::SocketAddr,
     }
 }
