@@ -297,3 +297,41 @@ async fn sdk_restores_what_the_sdk_backed_up_and_versions_increase() {
     assert_eq!(restored.secret.as_slice(), b"second");
     assert_eq!(restored.version, v2);
 }
+
+#[tokio::test]
+async fn a_guardian_serving_a_wrong_share_is_outvoted() {
+    use obscura_client::vault::{self, Guardian};
+    let gs = guardians(3).await;
+    let list = guardian_list(&gs);
+    let client = Client::new("http://127.0.0.1:9");
+    client
+        .ok(&["backup", "--guardians", &list, "-"], b"the real secret")
+        .await;
+
+    // Guardian 0 turns faulty: it now holds (and serves, checksum and all) a
+    // share of the right shape and a newer version that belongs to nothing.
+    let vault_key = std::fs::read(client.profile.path().join("vault.key")).unwrap();
+    let identity = vault::identity_from_secret(&vault_key);
+    let faulty = Guardian::new(reqwest::Client::new(), &gs[0].url(), &identity);
+    let pulled = faulty
+        .pull()
+        .await
+        .unwrap()
+        .expect("guardian 0 holds a share");
+    let mut wrong = pulled.share.clone();
+    for b in &mut wrong[1..] {
+        *b = b.wrapping_mul(7).wrapping_add(1);
+    }
+    let newer = vault::next_version(u64::MAX / 2);
+    faulty.push(&wrong, newer).await.unwrap();
+
+    let out = client.run(&["restore", "--guardians", &list], b"").await;
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(out.stdout, b"the real secret");
+    let line = log
+        .lines()
+        .find(|l| l.contains(&gs[0].url()))
+        .expect("a line for guardian 0");
+    assert!(line.contains("does not verify"), "{log}");
+}
