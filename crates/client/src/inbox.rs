@@ -11,9 +11,6 @@
 //! `contacts.json`; a message signed by a different key is refused.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use obscura_keys::PublicKey;
@@ -24,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::crypto;
 use crate::identity::{KeyStore, fingerprint};
-use crate::profile::{Profile, ProfileError, sync_dir, write_private};
+use crate::profile::{Profile, ProfileError, write_private};
 
 const CONTACTS_FILE: &str = "contacts.json";
 
@@ -114,6 +111,8 @@ pub struct StoredMessage {
     /// Relay's receipt time, ms (not authenticated).
     pub relay_timestamp_ms: u64,
     pub sender_fingerprint: String,
+    /// Body length in bytes.
+    pub size: usize,
     /// The body as text when it is UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
@@ -240,14 +239,17 @@ pub fn receive(
         sent_at_ms: content.sent_at_ms,
         relay_timestamp_ms: envelope.timestamp,
         sender_fingerprint: fingerprint(&opened.header.sender_identity),
+        size: content.body.len(),
         text: String::from_utf8(content.body.clone()).ok(),
         body: crate::b64::encode(&content.body),
     };
     let json = serde_json::to_vec_pretty(&message).map_err(|e| InboxError::Io {
         path: path.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        source: e.into(),
     })?;
-    write_new_durably(&path, &json)?;
+    // Atomic (temporary file + rename): a crash never leaves a partial
+    // message that a redelivery would then take for a duplicate.
+    write_private(&path, &json)?;
     inbox.mark(&envelope.id)?;
     if let Some(id) = opened.header.one_time_pre_key_id {
         keys.remove_one_time_pre_key(id);
@@ -256,20 +258,143 @@ pub fn receive(
     Ok(Received::New { message, path })
 }
 
-/// Writes a new file and fsyncs it and its directory.
-fn write_new_durably(path: &Path, bytes: &[u8]) -> Result<(), InboxError> {
-    let io = |source| InboxError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-    Ok(())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{MessageContent, RecipientKeys};
+    use crate::relay::api::{OneTimePreKey, PreKeyBundle};
+    use obscura_proto::EncryptedMessage;
+
+    struct Party {
+        _dir: tempfile::TempDir,
+        profile: Profile,
+        keys: KeyStore,
+        contacts: Contacts,
+        inbox: Inbox,
+    }
+
+    fn party() -> Party {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = Profile::open(dir.path()).unwrap();
+        let keys = KeyStore::generate();
+        keys.save(&profile).unwrap();
+        let inbox = Inbox::open(&profile).unwrap();
+        Party {
+            _dir: dir,
+            profile,
+            keys,
+            contacts: Contacts::default(),
+            inbox,
+        }
+    }
+
+    fn envelope(
+        from: &KeyStore,
+        from_id: &str,
+        to: &KeyStore,
+        to_id: &str,
+        id: &str,
+        body: &[u8],
+    ) -> Envelope {
+        let upload = to.full_upload();
+        let otpk = &upload.one_time_pre_keys[0];
+        let bundle = PreKeyBundle {
+            registration_id: to.registration_id(),
+            identity_key: upload.identity_key.clone().unwrap(),
+            signed_pre_key: upload.signed_pre_key.clone(),
+            one_time_pre_key: Some(OneTimePreKey {
+                key_id: otpk.key_id,
+                public_key: otpk.public_key.clone(),
+            }),
+        };
+        let recipient = RecipientKeys::from_bundle(&bundle).unwrap();
+        let content = crypto::seal(
+            &from.identity(),
+            &recipient,
+            &MessageContent::new(from_id, to_id, body.to_vec()),
+        );
+        Envelope {
+            id: id.into(),
+            source_user_id: from_id.into(),
+            timestamp: 1,
+            message: Some(EncryptedMessage { r#type: 1, content }),
+        }
+    }
+
+    fn recv(p: &mut Party, own_id: &str, env: &Envelope) -> Received {
+        receive(
+            &p.profile,
+            &p.inbox,
+            &mut p.keys,
+            &mut p.contacts,
+            own_id,
+            env,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn stores_once_then_recognises_redelivery_and_replay() {
+        let alice = KeyStore::generate();
+        let mut bob = party();
+        let env = envelope(&alice, "alice", &bob.keys, "bob", "env-1", b"hello");
+        let Received::New { message, path } = recv(&mut bob, "bob", &env) else {
+            panic!("not stored")
+        };
+        assert_eq!(message.text.as_deref(), Some("hello"));
+        assert_eq!(message.size, 5);
+        let stored: StoredMessage = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        assert_eq!(stored.from, "alice");
+        // The one-time pre-key is gone, on disk too.
+        let otpk = bob.keys.full_upload().one_time_pre_keys.len();
+        assert_eq!(otpk, crate::identity::PRE_KEY_BATCH - 1);
+        let reloaded = KeyStore::load(&bob.profile).unwrap().unwrap();
+        assert_eq!(reloaded.full_upload().one_time_pre_keys.len(), otpk);
+
+        assert!(matches!(recv(&mut bob, "bob", &env), Received::Duplicate));
+        // The same ciphertext under a new envelope id: its one-time key is used up.
+        let mut replay = env.clone();
+        replay.id = "env-2".into();
+        assert!(matches!(
+            recv(&mut bob, "bob", &replay),
+            Received::Rejected { .. }
+        ));
+    }
+
+    #[test]
+    fn rejects_misaddressed_spoofed_and_changed_identity() {
+        let alice = KeyStore::generate();
+        let mut bob = party();
+        let env = envelope(&alice, "alice", &bob.keys, "carol", "e1", b"x");
+        assert!(matches!(
+            recv(&mut bob, "bob", &env),
+            Received::Rejected { .. }
+        ));
+        let mut env = envelope(&alice, "alice", &bob.keys, "bob", "e2", b"x");
+        env.source_user_id = "mallory".into();
+        assert!(matches!(
+            recv(&mut bob, "bob", &env),
+            Received::Rejected { .. }
+        ));
+        let env = envelope(&alice, "alice", &bob.keys, "bob", "e3", b"x");
+        assert!(matches!(recv(&mut bob, "bob", &env), Received::New { .. }));
+        // Someone else's identity key claiming to be alice.
+        let impostor = KeyStore::generate();
+        let env = envelope(&impostor, "alice", &bob.keys, "bob", "e4", b"x");
+        let Received::Rejected { reason, path } = recv(&mut bob, "bob", &env) else {
+            panic!("accepted")
+        };
+        assert!(reason.contains("identity key changed"), "{reason}");
+        assert!(path.exists());
+        let garbage = Envelope {
+            id: "e5".into(),
+            source_user_id: "alice".into(),
+            timestamp: 0,
+            message: None,
+        };
+        assert!(matches!(
+            recv(&mut bob, "bob", &garbage),
+            Received::Rejected { .. }
+        ));
+    }
 }

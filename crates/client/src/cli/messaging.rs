@@ -194,7 +194,7 @@ pub async fn listen(args: ListenArgs) -> anyhow::Result<()> {
                                 None => println!(
                                     "{}: [{} bytes of binary data, saved in {}]",
                                     message.from,
-                                    message.body.len() * 3 / 4,
+                                    message.size,
                                     path.display()
                                 ),
                             }

@@ -112,20 +112,15 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         })
         .await;
     bar.finish_and_clear();
-    match result {
-        Ok(report) => {
-            eprintln!(
-                "backup stored: version {} on {}/{} guardians (needed {})",
-                report.version,
-                report.stored,
-                report.outcomes.len(),
-                report.quorum.write_quorum
-            );
-            Ok(())
-        }
-        Err(e @ VaultError::QuorumNotReached { .. }) => Err(e.into()),
-        Err(e) => Err(e.into()),
-    }
+    let report = result?;
+    eprintln!(
+        "backup stored: version {} on {}/{} guardians (needed {})",
+        report.version,
+        report.stored,
+        report.outcomes.len(),
+        report.quorum.write_quorum
+    );
+    Ok(())
 }
 
 pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
