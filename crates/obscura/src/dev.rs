@@ -1,6 +1,6 @@
 //! `obscura dev`: a local cluster in one command — a relay (embedded
-//! SQLite, local attachments) and N vault guardians, each a child process
-//! of this same binary with its own data directory.
+//! SQLite, local attachments) and N vault guardians that know each other as
+//! peers, each a child process of this same binary with its own data directory.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -52,6 +52,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         Ok(SocketAddr::new(args.host, p).to_string())
     };
 
+    // Peer addresses are fixed before any guardian starts, so each can be
+    // told where the others are.
+    let peer_addrs: Vec<String> = (0..u16::from(args.guardians))
+        .map(|i| match args.base_port {
+            0 => free_port(args.host),
+            _ => port(3 + 2 * i),
+        })
+        .collect::<anyhow::Result<_>>()?;
+
     let mut procs: Vec<Proc> = Vec::new();
     let started = async {
         let relay_dir = data_dir(&args.dir, "relay")?;
@@ -65,18 +74,27 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             &relay_dir,
         ];
         procs.push(start(&exe, "relay", &relay_args).await?);
-        for i in 0..u16::from(args.guardians) {
+        for (i, peer_addr) in peer_addrs.iter().enumerate() {
             let name = format!("guardian-{}", i + 1);
             let dir = data_dir(&args.dir, &name)?;
-            let guardian_args = [
-                "guardian",
-                "--listen",
-                &port(2 + 2 * i)?,
-                "--peer-listen",
-                &port(3 + 2 * i)?,
-                "--data-dir",
-                &dir,
+            let others: Vec<&str> = peer_addrs
+                .iter()
+                .filter(|a| *a != peer_addr)
+                .map(String::as_str)
+                .collect();
+            let mut guardian_args = vec![
+                "guardian".to_string(),
+                "--listen".into(),
+                port(2 + 2 * i as u16)?,
+                "--peer-listen".into(),
+                peer_addr.clone(),
+                "--data-dir".into(),
+                dir,
             ];
+            if !others.is_empty() {
+                guardian_args.push(format!("--peers={}", others.join(",")));
+            }
+            let guardian_args: Vec<&str> = guardian_args.iter().map(String::as_str).collect();
             procs.push(start(&exe, &name, &guardian_args).await?);
         }
         anyhow::Ok(())
@@ -113,6 +131,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let outcome = supervise(&mut procs).await;
     shutdown(&mut procs).await;
     outcome
+}
+
+/// A currently free port on `host` (bound, then released: a dev-tool race
+/// that only matters if another process grabs it in the next milliseconds).
+fn free_port(host: IpAddr) -> anyhow::Result<String> {
+    let listener =
+        std::net::TcpListener::bind(SocketAddr::new(host, 0)).context("finding a free port")?;
+    Ok(listener.local_addr()?.to_string())
 }
 
 fn data_dir(root: &Path, name: &str) -> anyhow::Result<String> {

@@ -210,3 +210,51 @@ async fn attachments_round_trip_encrypted() {
     assert!(!out.status.success());
     assert!(!bad_out.exists());
 }
+
+#[tokio::test]
+async fn listen_refills_one_time_pre_keys_when_the_relay_runs_low() {
+    let (relay, _dir) = crate::support::relay_with(&["--prekey-min-threshold", "50"]).await;
+    let url = relay.url("http");
+    let bob = Client::new(&url);
+    let bob_id = bob
+        .ok(&["account", "register", "--username", "bob"], b"")
+        .await
+        .trim()
+        .to_string();
+    // Someone fetches 60 of Bob's 100 bundles, consuming one-time pre-keys.
+    let http = reqwest::Client::new();
+    for _ in 0..60 {
+        let bundle: serde_json::Value = http
+            .get(format!("{url}/v1/keys/{bob_id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(bundle["oneTimePreKey"].is_object());
+    }
+    let out = bob.run(&["listen", "--idle-timeout", "2"], b"").await;
+    let log = crate::support::stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("relay holds 40 one-time pre-keys (threshold 50): published 60 more"),
+        "{log}"
+    );
+
+    // The relay hands out the new keys, signed pre-key rotated (id 2).
+    let bundle: serde_json::Value = http
+        .get(format!("{url}/v1/keys/{bob_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bundle["signedPreKey"]["keyId"], 2);
+    let again = bob.run(&["listen", "--idle-timeout", "1"], b"").await;
+    assert!(
+        !crate::support::stderr(&again).contains("published"),
+        "no second refill needed"
+    );
+}

@@ -13,40 +13,42 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// A relay on fresh ports and a fresh data directory, with cheap password
 /// hashing and rate limits high enough for tests.
 pub async fn relay() -> (Server, TempDir) {
+    relay_with(&[]).await
+}
+
+/// [`relay`] with extra command-line flags.
+pub async fn relay_with(extra: &[&str]) -> (Server, TempDir) {
     let dir = obscura_testkit::data_dir();
     let data = dir.path().to_string_lossy().into_owned();
-    let server = Server::start(
-        BIN,
-        &[
-            "relay",
-            "--listen",
-            "127.0.0.1:0",
-            "--mgmt-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            &data,
-            "--argon2-memory-kib",
-            "1024",
-            "--argon2-iterations",
-            "1",
-            "--auth-rate-limit-per-sec",
-            "1000",
-            "--auth-rate-limit-burst",
-            "1000",
-            "--ip-rate-limit-per-sec",
-            "1000",
-            "--ip-rate-limit-burst",
-            "1000",
-            "--rate-limit-per-sec",
-            "1000",
-            "--rate-limit-burst",
-            "1000",
-        ],
-        &[],
-        &["http", "mgmt"],
-    )
-    .await
-    .expect("relay starts");
+    let mut args = vec![
+        "relay",
+        "--listen",
+        "127.0.0.1:0",
+        "--mgmt-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data,
+        "--argon2-memory-kib",
+        "1024",
+        "--argon2-iterations",
+        "1",
+        "--auth-rate-limit-per-sec",
+        "1000",
+        "--auth-rate-limit-burst",
+        "1000",
+        "--ip-rate-limit-per-sec",
+        "1000",
+        "--ip-rate-limit-burst",
+        "1000",
+        "--rate-limit-per-sec",
+        "1000",
+        "--rate-limit-burst",
+        "1000",
+    ];
+    args.extend_from_slice(extra);
+    let server = Server::start(BIN, &args, &[], &["http", "mgmt"])
+        .await
+        .expect("relay starts");
     (server, dir)
 }
 
