@@ -258,3 +258,28 @@ async fn listen_refills_one_time_pre_keys_when_the_relay_runs_low() {
         "no second refill needed"
     );
 }
+
+#[tokio::test]
+async fn access_tokens_are_refreshed_transparently() {
+    // Tokens live 5 s, under the client's 30 s refresh margin: every command
+    // refreshes first, and must persist the rotated refresh token.
+    let (relay, _dir) = crate::support::relay_with(&["--access-token-ttl-secs", "5"]).await;
+    let alice = Client::new(&relay.url("http"));
+    alice
+        .ok(&["account", "register", "--username", "alice"], b"")
+        .await;
+    let refresh_token = || {
+        let session: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(alice.profile.path().join("session.json")).unwrap(),
+        )
+        .unwrap();
+        session["refreshToken"].as_str().unwrap().to_string()
+    };
+    let first = refresh_token();
+    alice.ok(&["keys", "refill", "--count", "1"], b"").await;
+    let second = refresh_token();
+    assert_ne!(first, second, "the rotated refresh token is saved");
+    // The saved token is the live one: the next refresh works too.
+    alice.ok(&["keys", "refill", "--count", "1"], b"").await;
+    assert_ne!(refresh_token(), second);
+}

@@ -335,3 +335,43 @@ async fn a_guardian_serving_a_wrong_share_is_outvoted() {
         .expect("a line for guardian 0");
     assert!(line.contains("does not verify"), "{log}");
 }
+
+#[tokio::test]
+async fn a_guardian_that_never_answers_times_out_without_blocking_the_others() {
+    // A black hole: accepts connections, never answers.
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_url = format!("http://{}", hole.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hole.accept().await {
+            held.push(socket);
+        }
+    });
+    let gs = guardians(4).await;
+    let mut urls: Vec<String> = gs.iter().map(|g| g.url()).collect();
+    urls.insert(2, hole_url.clone());
+    let list = urls.join(",");
+    let client = Client::new("http://127.0.0.1:9");
+
+    let out = client
+        .run(
+            &["backup", "--guardians", &list, "--timeout", "1", "-"],
+            b"patience",
+        )
+        .await;
+    let log = stderr(&out);
+    assert!(
+        out.status.success(),
+        "W = 4 of 5 reached without the silent one: {log}"
+    );
+    assert!(
+        log.contains(&format!("{hole_url}: failed: timed out")),
+        "{log}"
+    );
+
+    let out = client
+        .run(&["restore", "--guardians", &list, "--timeout", "1"], b"")
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"patience");
+}
