@@ -113,6 +113,16 @@ impl KeyStore {
         }
     }
 
+    /// Like [`refill`](Self::refill), but carrying the identity key: the
+    /// relay treats it as a refill when it holds this identity already, and
+    /// as a device takeover when it holds another one.
+    pub fn claim(&mut self, count: usize) -> PreKeyUpload {
+        let mut upload = self.refill(count);
+        upload.identity_key = Some(self.identity().public().to_bytes().to_vec());
+        upload.registration_id = Some(self.registration_id);
+        upload
+    }
+
     /// The signed pre-key with `id`, if still kept.
     pub fn signed_pre_key(&self, id: u32) -> Option<KeyPair> {
         self.signed_pre_keys

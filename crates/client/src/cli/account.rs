@@ -6,14 +6,15 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::RelayArgs;
-use crate::identity::{KeyStore, fingerprint};
+use crate::identity::{KeyStore, PRE_KEY_BATCH, fingerprint};
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum AccountCommand {
     /// Create an account with a new identity; prints the user id.
     Register(Credentials),
-    /// Log in; on a profile without keys this also publishes a new identity
-    /// (a device takeover: pending messages for the old identity are lost).
+    /// Log in and publish this profile's identity with fresh pre-keys (a new
+    /// identity on a profile without keys: a device takeover, pending
+    /// messages for the old identity are lost).
     Login(Credentials),
     /// Revoke the session on the relay and forget it locally.
     Logout(RelayArgs),
@@ -77,15 +78,27 @@ pub async fn run(cmd: AccountCommand) -> anyhow::Result<()> {
             let (profile, relay) = creds.relay.connect()?;
             let password = creds.password()?;
             let session = relay.login(&creds.username, &password).await?;
-            if KeyStore::load(&profile)?.is_none() {
-                let keys = KeyStore::generate();
-                keys.save(&profile)?;
-                relay.upload_keys(&keys.full_upload()).await?;
-                eprintln!(
-                    "published a new identity for this device (fingerprint {})",
-                    fingerprint(&keys.identity().public())
-                );
-            }
+            // This device becomes the account's device (single-device
+            // policy): publish our identity with fresh pre-keys. The relay
+            // treats it as a refill if it already holds this identity, and as
+            // a takeover (pending messages for the old identity are lost) if not.
+            let (keys, upload) = match KeyStore::load(&profile)? {
+                Some(mut keys) => {
+                    let upload = keys.claim(PRE_KEY_BATCH);
+                    (keys, upload)
+                }
+                None => {
+                    let keys = KeyStore::generate();
+                    let upload = keys.full_upload();
+                    (keys, upload)
+                }
+            };
+            keys.save(&profile)?;
+            relay.upload_keys(&upload).await?;
+            eprintln!(
+                "published identity {} with fresh pre-keys",
+                fingerprint(&keys.identity().public())
+            );
             eprintln!("logged in as {} ({})", session.username, session.user_id);
             println!("{}", session.user_id);
         }
