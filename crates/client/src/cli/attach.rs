@@ -102,8 +102,12 @@ pub async fn run(cmd: AttachCommand) -> anyhow::Result<()> {
             let (id, key) = reference
                 .split_once('#')
                 .context("the reference must look like <id>#<key>")?;
+            let id = uuid::Uuid::parse_str(id)
+                .context("the attachment id must be a UUID")?
+                .hyphenated()
+                .to_string();
             let mut opener = Opener::new(AttachmentKey::decode(key)?);
-            let response = client.download_attachment(id).await?;
+            let response = client.download_attachment(&id).await?;
             let progress = bar(response.content_length());
             let to_stdout = output.as_os_str() == "-";
             let tmp = output.with_extension("part");

@@ -83,42 +83,47 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     let session = client.session().await.ok_or(RelayError::NotLoggedIn)?;
     let keys = KeyStore::load(&profile)?.context("this profile has no keys: register first")?;
     let body = read_input(&args.input, MAX_BODY_BYTES)?;
+    // User ids are canonical lower-case hyphenated UUIDs everywhere.
+    let recipient_id = uuid::Uuid::parse_str(&args.recipient)
+        .with_context(|| format!("{:?} is not a user id (UUID)", args.recipient))?
+        .hyphenated()
+        .to_string();
 
-    let bundle = client.fetch_bundle(&args.recipient).await?;
+    let bundle = client.fetch_bundle(&recipient_id).await?;
     let recipient = RecipientKeys::from_bundle(&bundle)?;
     let mut contacts = Contacts::load(&profile)?;
-    match contacts.check(&profile, &args.recipient, &recipient.identity)? {
+    match contacts.check(&profile, &recipient_id, &recipient.identity)? {
         Trust::Known => {}
         Trust::Pinned => eprintln!(
             "first contact with {}: pinned identity fingerprint {}",
-            args.recipient,
+            recipient_id,
             fingerprint(&recipient.identity)
         ),
         Trust::Changed { pinned_fingerprint } if args.trust_new_identity => {
-            contacts.repin(&profile, &args.recipient, &recipient.identity)?;
+            contacts.repin(&profile, &recipient_id, &recipient.identity)?;
             eprintln!(
                 "identity of {} changed from {pinned_fingerprint} to {}: re-pinned as asked",
-                args.recipient,
+                recipient_id,
                 fingerprint(&recipient.identity)
             );
         }
         Trust::Changed { pinned_fingerprint } => bail!(
             "the identity key of {} changed (pinned {pinned_fingerprint}, relay now serves {}); \
              verify it with them, then resend with --trust-new-identity",
-            args.recipient,
+            recipient_id,
             fingerprint(&recipient.identity)
         ),
     }
-    let content = MessageContent::new(&session.user_id, &args.recipient, body);
+    let content = MessageContent::new(&session.user_id, &recipient_id, body);
     let message = EncryptedMessage {
         r#type: encrypted_message::Type::PrekeyMessage as i32,
         content: crypto::seal(&keys.identity(), &recipient, &content),
     };
-    client.send_message(&args.recipient, &message).await?;
+    client.send_message(&recipient_id, &message).await?;
     eprintln!(
         "sent {} bytes to {} ({})",
         content.body.len(),
-        args.recipient,
+        recipient_id,
         if recipient.one_time_pre_key.is_some() {
             "signed + one-time pre-key"
         } else {

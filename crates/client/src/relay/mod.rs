@@ -146,22 +146,34 @@ impl RelayClient {
     /// `DELETE /v1/sessions`: revokes the refresh token's family and forgets
     /// the session locally (even when the relay already forgot it).
     pub async fn logout(&self) -> Result<(), RelayError> {
-        let refresh_token = self
-            .session()
-            .await
-            .ok_or(RelayError::NotLoggedIn)?
-            .refresh_token;
-        let result = self
-            .authed(|r| {
-                r.delete(self.url("/v1/sessions")).json(&RefreshRequest {
-                    refresh_token: &refresh_token,
-                })
-            })
-            .await;
+        // Refresh first if needed, *then* read the refresh token: a refresh
+        // rotates it, and revoking the rotated-away one would be a reuse.
+        let result = match self.fresh_token().await {
+            Ok(token) => {
+                let refresh_token = self
+                    .session()
+                    .await
+                    .ok_or(RelayError::NotLoggedIn)?
+                    .refresh_token;
+                let response = self
+                    .http
+                    .delete(self.url("/v1/sessions"))
+                    .bearer_auth(token)
+                    .json(&RefreshRequest {
+                        refresh_token: &refresh_token,
+                    })
+                    .send()
+                    .await?;
+                check(response).await.map(drop)
+            }
+            Err(e) => Err(e),
+        };
         *self.session.lock().await = None;
         self.profile.remove(SESSION_FILE)?;
         match result {
-            Ok(_) | Err(RelayError::SessionExpired) => Ok(()),
+            Ok(())
+            | Err(RelayError::SessionExpired)
+            | Err(RelayError::Http { status: 401, .. }) => Ok(()),
             Err(e) => Err(e),
         }
     }

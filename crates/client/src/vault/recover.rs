@@ -13,9 +13,10 @@ use zeroize::Zeroizing;
 use crate::envelope;
 use crate::shamir::{self, Share};
 
-/// Upper bound on combinations tried, so a hostile set of guardians cannot
-/// make a restore run forever.
+/// Upper bounds on the search, so a hostile set of guardians cannot make a
+/// restore run forever: combinations tried, and share bytes combined.
 const MAX_ATTEMPTS: usize = 10_000;
+const MAX_WORK_BYTES: usize = 256 * 1024 * 1024;
 
 /// A share one guardian returned.
 #[derive(Debug, Clone)]
@@ -67,12 +68,19 @@ pub fn recover(candidates: &[Candidate], k: usize, name: &str) -> Result<Recover
     let mut pool: Vec<usize> = (0..candidates.len()).collect();
     pool.sort_by_key(|&i| std::cmp::Reverse(candidates[i].reported_version.unwrap_or(u64::MAX)));
 
+    let share_len = candidates
+        .iter()
+        .map(|c| c.share.y.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let max_attempts = (MAX_WORK_BYTES / (k * share_len)).clamp(1, MAX_ATTEMPTS);
     let mut found: Vec<Found> = Vec::new();
     let mut attempts = 0;
     'search: while pool.len() >= k {
         for subset in Combinations::new(pool.len(), k) {
             attempts += 1;
-            if attempts > MAX_ATTEMPTS {
+            if attempts > max_attempts {
                 break 'search;
             }
             let members: Vec<&Candidate> = subset.iter().map(|&i| &candidates[pool[i]]).collect();
