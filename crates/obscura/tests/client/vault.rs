@@ -375,3 +375,23 @@ async fn a_guardian_that_never_answers_times_out_without_blocking_the_others() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, b"patience");
 }
+
+#[tokio::test]
+async fn a_single_guardian_is_the_local_key_case() {
+    let gs = guardians(1).await;
+    let list = guardian_list(&gs);
+    let client = Client::new("http://127.0.0.1:9");
+    let out = client
+        .run(&["backup", "--guardians", &list, "-"], b"solo")
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("any 1 restore it, 1 must store it"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        client.ok(&["restore", "--guardians", &list], b"").await,
+        "solo"
+    );
+}
