@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the messaging relay (embedded SQLite + local disk by default).
-    Relay(obscura_relay::cli::RelayArgs),
+    Relay(Box<obscura_relay::cli::RelayArgs>),
     /// Run a vault guardian.
     Guardian(obscura_vault::cli::GuardianArgs),
     /// Run a local cluster: a relay and N guardians, until Ctrl-C.
@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Relay(args) => obscura_relay::run(args).await,
+            Command::Relay(args) => obscura_relay::run(*args).await,
             Command::Guardian(args) => obscura_vault::run(args).await,
             Command::Dev(args) => dev::run(args).await,
             Command::Client(cmd) => obscura_client::cli::run(cmd).await,

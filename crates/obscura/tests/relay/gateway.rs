@@ -1,0 +1,215 @@
+//! GET /v1/gateway: handshake, PreKeyStatus, one socket per user, robustness.
+
+use futures::SinkExt;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::support::*;
+
+/// Expects the handshake to be refused with `status` and a JSON error.
+async fn expect_handshake_refused(relay: &Relay, url: String, status: u16) {
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), status, "handshake status");
+            assert!(
+                resp.headers().contains_key("x-request-id"),
+                "x-request-id on a refused handshake"
+            );
+            let body = resp.body().clone().unwrap_or_default();
+            error_text(&String::from_utf8_lossy(&body));
+        }
+        Err(e) => panic!("expected an HTTP {status} refusal, got {e}"),
+        Ok(_) => panic!("handshake accepted, expected {status}"),
+    }
+    let _ = relay;
+}
+
+#[tokio::test]
+async fn handshake_requires_a_valid_token() {
+    let relay = Relay::start().await;
+    let user = relay.register(12).await;
+    let base = format!("ws://{}/v1/gateway", relay.addr());
+    expect_handshake_refused(&relay, base.clone(), 401).await;
+    expect_handshake_refused(&relay, format!("{base}?token="), 401).await;
+    expect_handshake_refused(&relay, format!("{base}?token=garbage"), 401).await;
+    expect_handshake_refused(&relay, format!("{base}?token={}x", user.token), 401).await;
+    // A refresh token is not an access token.
+    expect_handshake_refused(&relay, format!("{base}?token={}", user.refresh_token), 401).await;
+    let (_ws, resp) = tokio_tungstenite::connect_async(relay.gateway_url(&user.token))
+        .await
+        .expect("valid token");
+    assert_eq!(resp.status().as_u16(), 101);
+}
+
+#[tokio::test]
+async fn pre_key_status_on_connect_only_below_threshold() {
+    let relay = Relay::start().await;
+    let sender = relay.register(12).await;
+
+    // 9 < 10: welcome frame.
+    let low = relay.register(9).await;
+    relay
+        .send_ok(&sender.token, &low.id, &message(2, b"queued"))
+        .await;
+    let mut socket = relay.connect(&low.token).await;
+    let status = socket.pre_key_status().await;
+    assert_eq!(
+        (status.one_time_pre_key_count, status.min_threshold),
+        (9, 10)
+    );
+    assert_eq!(
+        socket.envelope().await.message.unwrap().content,
+        b"queued",
+        "then the queue"
+    );
+
+    // 10 is not below 10: the queued message comes first.
+    let enough = relay.register(10).await;
+    relay
+        .send_ok(&sender.token, &enough.id, &message(2, b"queued"))
+        .await;
+    let mut socket = relay.connect(&enough.token).await;
+    assert_eq!(
+        socket.envelope().await.message.unwrap().content,
+        b"queued",
+        "no PreKeyStatus at the threshold"
+    );
+}
+
+#[tokio::test]
+async fn pre_key_status_threshold_is_configurable() {
+    let relay = Relay::start_with(&["--prekey-min-threshold", "3"]).await;
+    let user = relay.register(2).await;
+    let mut socket = relay.connect(&user.token).await;
+    let status = socket.pre_key_status().await;
+    assert_eq!(
+        (status.one_time_pre_key_count, status.min_threshold),
+        (2, 3)
+    );
+}
+
+/// Falling below the threshold during a session (bundles fetched by others)
+/// pushes a fresh PreKeyStatus.
+#[tokio::test]
+async fn pre_key_status_pushed_when_crossing_the_threshold() {
+    let relay = Relay::start().await;
+    let sender = relay.register(12).await;
+    let user = relay.register(11).await;
+    relay
+        .send_ok(&sender.token, &user.id, &message(2, b"fence"))
+        .await;
+    let mut socket = relay.connect(&user.token).await;
+    assert_eq!(
+        socket.envelope().await.message.unwrap().content,
+        b"fence",
+        "11 keys: no welcome status"
+    );
+
+    relay.bundle(&user.id).await; // 10 left: not below
+    relay.bundle(&user.id).await; // 9 left: crossed
+    let status = socket.pre_key_status().await;
+    assert_eq!(
+        (status.one_time_pre_key_count, status.min_threshold),
+        (9, 10)
+    );
+
+    // Refilled above the threshold, then drained below it again: a fresh crossing.
+    let mut device = user.device;
+    let body = device.refill_json(2, 5); // 14 keys
+    expect_empty(relay.upload_keys(&user.token, &body).await, 200).await;
+    for _ in 0..4 {
+        relay.bundle(&user.id).await; // down to 10
+    }
+    relay
+        .send_ok(&sender.token, &user.id, &message(2, b"fence 2"))
+        .await;
+    assert_eq!(
+        socket.envelope().await.message.unwrap().content,
+        b"fence 2",
+        "no status at 10 keys"
+    );
+    relay.bundle(&user.id).await; // 9: crossed again
+    let status = socket.pre_key_status().await;
+    assert_eq!(
+        (status.one_time_pre_key_count, status.min_threshold),
+        (9, 10)
+    );
+}
+
+#[tokio::test]
+async fn pre_key_status_with_no_keys_at_all() {
+    let relay = Relay::start().await;
+    let user = relay.register(0).await;
+    let mut socket = relay.connect(&user.token).await;
+    let status = socket.pre_key_status().await;
+    assert_eq!(
+        (status.one_time_pre_key_count, status.min_threshold),
+        (0, 10)
+    );
+}
+
+#[tokio::test]
+async fn a_second_connection_replaces_the_first() {
+    let relay = Relay::start().await;
+    let sender = relay.register(12).await;
+    let user = relay.register(12).await;
+    let mut first = relay.connect(&user.token).await;
+    let mut second = relay.connect(&user.token).await;
+
+    let close = first
+        .expect_closed()
+        .await
+        .expect("a close frame, not a dropped connection");
+    let code = u16::from(close.code);
+    assert!(code == 4000 || code == 1008, "close code {code}");
+    assert_eq!(close.reason.as_str(), "replaced");
+
+    relay
+        .send_ok(&sender.token, &user.id, &message(2, b"to the new socket"))
+        .await;
+    assert_eq!(
+        second.envelope().await.message.unwrap().content,
+        b"to the new socket"
+    );
+}
+
+/// Garbage from a client never takes the server down; a fresh connection works.
+#[tokio::test]
+async fn malformed_frames_do_not_break_the_server() {
+    let relay = Relay::start().await;
+    let sender = relay.register(12).await;
+    let user = relay.register(12).await;
+    let mut socket = relay.connect(&user.token).await;
+    let _ = socket
+        .ws
+        .send(Message::binary(vec![0xff, 0xff, 0xff, 0x01, 0x02]))
+        .await;
+    let _ = socket.ws.send(Message::text("hello")).await;
+    let _ = socket.ws.send(Message::binary(vec![0u8; 70_000])).await;
+    drop(socket);
+
+    let mut socket = relay.connect(&user.token).await;
+    relay
+        .send_ok(&sender.token, &user.id, &message(2, b"still works"))
+        .await;
+    assert_eq!(
+        socket.envelope().await.message.unwrap().content,
+        b"still works"
+    );
+}
+
+/// What the replaced socket received but never acknowledged is delivered
+/// to the new one.
+#[tokio::test]
+async fn replacement_redelivers_unacknowledged_messages() {
+    let relay = Relay::start().await;
+    let sender = relay.register(12).await;
+    let user = relay.register(12).await;
+    let mut first = relay.connect(&user.token).await;
+    relay
+        .send_ok(&sender.token, &user.id, &message(2, b"m1"))
+        .await;
+    let env = first.envelope().await;
+    let mut second = relay.connect(&user.token).await;
+    first.expect_closed().await;
+    assert_eq!(second.envelope().await.id, env.id);
+}

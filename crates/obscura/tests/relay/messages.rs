@@ -1,0 +1,470 @@
+//! POST /v1/messages/{recipientId} and delivery/acknowledgement over the gateway.
+
+use std::collections::HashSet;
+
+use obscura_proto::{AckMessage, EncryptedMessage};
+use prost::Message as _;
+use rand_core::{OsRng, RngCore};
+
+use crate::support::*;
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    OsRng.fill_bytes(&mut v);
+    v
+}
+
+/// Alice sends to Bob after the sent messages: the first envelope Bob sees
+/// after connecting must be this fence (nothing older was left queued).
+async fn assert_queue_empty(relay: &Relay, sender: &User, recipient: &User) {
+    let fence = format!("fence-{}", uuid::Uuid::new_v4());
+    relay
+        .send_ok(&sender.token, &recipient.id, &message(2, fence.as_bytes()))
+        .await;
+    let mut socket = relay.connect(&recipient.token).await;
+    let env = socket.envelope().await;
+    assert_eq!(
+        String::from_utf8_lossy(&env.message.unwrap().content),
+        fence,
+        "a message that should be gone was delivered before the fence"
+    );
+    socket.ack_each(&[&env.id]).await;
+    socket.sync().await;
+    socket.close().await;
+}
+
+#[tokio::test]
+async fn send_receive_ack_is_not_redelivered() {
+    let relay = Relay::start().await;
+    let alice = relay.register(12).await;
+    let bob = relay.register(12).await;
+    let mut socket = relay.connect(&bob.token).await;
+
+    let sent = [
+        message(1, &random_bytes(200)),
+        message(2, &[0, 0, 0, 1, 0]),
+        message(2, b""),
+    ];
+    let before = now_millis();
+    for m in &sent {
+        relay.send_ok(&alice.token, &bob.id, m).await;
+    }
+    let after = now_millis();
+    let got = socket.envelopes(3).await;
+    let mut ids = HashSet::new();
+    for (env, m) in got.iter().zip(&sent) {
+        let id = uuid::Uuid::parse_str(&env.id).expect("envelope id is a UUID");
+        assert!(ids.insert(id), "envelope ids are distinct");
+        assert_eq!(
+            env.source_user_id, alice.id,
+            "source is the sender's canonical id"
+        );
+        assert!(
+            (before.saturating_sub(2000)..=after + 2000).contains(&env.timestamp),
+            "timestamp is receipt time in ms"
+        );
+        assert_eq!(
+            env.message.as_ref(),
+            Some(m),
+            "type and content delivered unchanged"
+        );
+    }
+    socket.ack_each(&[&got[0].id, &got[1].id, &got[2].id]).await;
+    socket.sync().await;
+    socket.close().await;
+
+    assert_queue_empty(&relay, &alice, &bob).await;
+}
+
+#[tokio::test]
+async fn unacknowledged_messages_are_redelivered_in_order() {
+    let relay = Relay::start().await;
+    let alice = relay.register(12).await;
+    let bob = relay.register(12).await;
+    for i in 0..5 {
+        relay
+            .send_ok(
+                &alice.token,
+                &bob.id,
+                &message(2, format!("m{i}").as_bytes()),
+            )
+            .await;
+    }
+    let mut socket = relay.connect(&bob.token).await;
+    let first: Vec<_> = socket.envelopes(5).await;
+    let contents: Vec<_> = first
+        .iter()
+        .map(|e| e.message.clone().unwrap().content)
+        .collect();
+    assert_eq!(
+        contents,
+        (0..5)
+            .map(|i| format!("m{i}").into_bytes())
+            .collect::<Vec<_>>(),
+        "arrival order"
+    );
+    socket.close().await;
+
+    let mut socket = relay.connect(&bob.token).await;
+    let second = socket.envelopes(5).await;
+    assert_eq!(
+        second.iter().map(|e| &e.id).collect::<Vec<_>>(),
+        first.iter().map(|e| &e.id).collect::<Vec<_>>(),
+        "same envelopes, same order"
+    );
+    assert_eq!(second, first, "redelivered byte-for-byte");
+    // Acknowledge the first and the middle one only.
+    socket.ack_each(&[&first[0].id, &first[2].id]).await;
+    socket.sync().await;
+    socket.close().await;
+
+    let mut socket = relay.connect(&bob.token).await;
+    let third = socket.envelopes(3).await;
+    assert_eq!(
+        third.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        vec![
+            first[1].id.as_str(),
+            first[3].id.as_str(),
+            first[4].id.as_str()
+        ]
+    );
+    socket
+        .ack_bulk(&[&first[1].id, &first[3].id, &first[4].id])
+        .await;
+    socket.sync().await;
+    socket.close().await;
+    assert_queue_empty(&relay, &alice, &bob).await;
+}
+
+/// One frame may carry the single field, the bulk field, or both; unknown
+/// ids are ignored without breaking the connection.
+#[tokio::test]
+async fn single_and_bulk_ack_fields_both_count() {
+    let relay = Relay::start().await;
+    let alice = relay.register(12).await;
+    let bob = relay.register(12).await;
+    for i in 0..5 {
+        relay
+            .send_ok(
+                &alice.token,
+                &bob.id,
+                &message(2, format!("m{i}").as_bytes()),
+            )
+            .await;
+    }
+    let mut socket = relay.connect(&bob.token).await;
+    let envs = socket.envelopes(5).await;
+    socket
+        .ack_frame(AckMessage {
+            message_id: "not-a-uuid".into(),
+            message_ids: vec![uuid::Uuid::new_v4().to_string(), String::new()],
+        })
+        .await;
+    socket
+        .ack_frame(AckMessage {
+            message_id: envs[0].id.clone(),
+            message_ids: vec![envs[1].id.clone(), envs[2].id.clone()],
+        })
+        .await;
+    socket
+        .ack_frame(AckMessage {
+            message_id: String::new(),
+            message_ids: vec![envs[3].id.clone()],
+        })
+        .await;
+    socket.sync().await;
+    socket.close().await;
+
+    let mut socket = relay.connect(&bob.token).await;
+    let left = socket.envelope().await;
+    assert_eq!(
+        left.id, envs[4].id,
+        "only the unacknowledged message remains"
+    );
+    socket
+        .ack_frame(AckMessage {
+            message_id: left.id.clone(),
+            message_ids: vec![],
+        })
+        .await;
+    socket.sync().await;
+    socket.close().await;
+    assert_queue_empty(&relay, &alice, &bob).await;
+}
+
+/// Acknowledging someone else's message id must not delete it.
+#[tokio::test]
+async fn ack_cannot_delete_another_users_message() {
+    let relay = Relay::start().await;
+    let alice = relay.register(12).await;
+    let bob = relay.register(12).await;
+    let carol = relay.register(12).await;
+    relay
+        .send_ok(&alice.token, &bob.id, &message(2, b"for bob"))
+        .await;
+    let mut bob_socket = relay.connect(&bob.token).await;
+    let env = bob_socket.envelope().await;
+    bob_socket.close().await;
+
+    let mut carol_socket = relay.connect(&carol.token).await;
+    carol_socket.ack_each(&[&env.id]).await;
+    carol_socket.ack_bulk(&[&env.id]).await;
+    carol_socket.sync().await;
+    carol_socket.close().await;
+
+    let mut bob_socket = relay.connect(&bob.token).await;
+    assert_eq!(
+        bob_socket.envelope().await.id,
+        env.id,
+        "bob's message survived carol's ACK"
+    );
+}
+
+#[tokio::test]
+async fn many_queued_messages_arrive_in_order_and_concurrent_sends_exactly_once() {
+    let relay = Relay::start().await;
+    let alice = relay.register(12).await;
+    let bob = relay.register(12).await;
+    for i in 0..60 {
+        relay
+            .send_ok(
+                &alice.token,
+                &bob.id,
+                &message(2, format!("{i:03}").as_bytes()),
+            )
+            .await;
+    }
+    let concurrent = (0..20).map(|i| {
+        let m = message(1, format!("c{i:02}").as_bytes());
+        let relay = &relay;
+        let alice = &alice;
+        let bob = &bob;
+        async move { relay.send_ok(&alice.token, &bob.id, &m).await }
+    });
+    futures::future::join_all(concurrent).await;
+
+    let mut socket = relay.connect(&bob.token).await;
+    let envs = socket.envelopes(80).await;
+    let contents: Vec<String> = envs
+        .iter()
+        .map(|e| String::from_utf8(e.message.clone().unwrap().content).unwrap())
+        .collect();
+    let expected: Vec<String> = (0..60).map(|i| format!("{i:03}")).collect();
+    assert_eq!(
+        &contents[..60],
+        &expected[..],
+        "sequential sends arrive in send order"
+    );
+    let mut rest: Vec<&String> = contents[60..].iter().collect();
+    rest.sort();
+    let want: Vec<String> = (0..20).map(|i| format!("c{i:02}")).collect();
+    assert_eq!(
+        rest,
+        want.iter().collect::<Vec<_>>(),
+        "each concurrent send delivered exactly once"
+    );
+    let ids: HashSet<&str> = envs.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids.len(), 80);
+    let all: Vec<&str> = envs.iter().map(|e| e.id.as_str()).collect();
+    socket.ack_bulk(&all).await;
+    socket.sync().await;
+    socket.close().await;
+    assert_queue_empty(&relay, &alice, &bob).await;
+}
+
+#[tokio::test]
+async fn send_error_statuses() {
+    let relay = Relay::start().await;
+    let alice = relay.register(12).await;
+    let bob = relay.register(12).await;
+
+    // Undecodable protobuf (length prefix beyond the end; wrong wire type).
+    expect_error(
+        relay
+            .send_raw(&alice.token, &bob.id, b"\x12\x10abc".to_vec())
+            .await,
+        400,
+    )
+    .await;
+    expect_error(
+        relay
+            .send_raw(&alice.token, &bob.id, b"\x0a\x01x".to_vec())
+            .await,
+        400,
+    )
+    .await;
+    // Unknown or malformed recipient.
+    let m = message(2, b"x");
+    expect_error(
+        relay
+            .send(&alice.token, &uuid::Uuid::new_v4().to_string(), &m)
+            .await,
+        404,
+    )
+    .await;
+    expect_error(relay.send(&alice.token, "not-a-uuid", &m).await, 404).await;
+    // Unauthenticated.
+    let resp = relay
+        .http
+        .post(relay.url(&format!("/v1/messages/{}", bob.id)))
+        .body(m.encode_to_vec())
+        .send()
+        .await;
+    expect_error(resp.unwrap(), 401).await;
+    expect_error(
+        relay.send(&format!("{}x", alice.token), &bob.id, &m).await,
+        401,
+    )
+    .await;
+
+    // application/octet-stream is accepted as well.
+    let resp = relay
+        .http
+        .post(relay.url(&format!("/v1/messages/{}", bob.id)))
+        .bearer_auth(&alice.token)
+        .header("content-type", "application/octet-stream")
+        .body(message(2, b"octet").encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    expect_empty(resp, 201).await;
+
+    // None of the rejected sends was queued.
+    let mut socket = relay.connect(&bob.token).await;
+    assert_eq!(socket.envelope().await.message.unwrap().content, b"octet");
+}
+
+/// --max-message-bytes is enforced while reading: a declared Content-Length
+/// over the limit is refused without the body being sent, and a chunked
+/// body is cut off once it passes the limit.
+#[tokio::test]
+async fn message_body_limit_is_enforced_while_reading() {
+    let relay = Relay::start_with(&["--max-message-bytes", "4096"]).await;
+    let alice = relay.register(12).await;
+    let bob = relay.register(12).await;
+
+    let fits = message(2, &random_bytes(4000));
+    assert!(fits.encode_to_vec().len() <= 4096);
+    relay.send_ok(&alice.token, &bob.id, &fits).await;
+
+    let too_big = message(2, &random_bytes(5000));
+    expect_error_in(
+        relay.send(&alice.token, &bob.id, &too_big).await,
+        &[400, 413],
+    )
+    .await;
+
+    let head = |extra: &str| {
+        format!(
+            "POST /v1/messages/{} HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/x-protobuf\r\n{extra}\r\n",
+            bob.id, alice.token
+        )
+        .into_bytes()
+    };
+    // Content-Length of 1 MiB, no body sent at all: must still be answered.
+    let resp = raw_streaming(relay.addr(), head("Content-Length: 1048576\r\n"), vec![]).await;
+    resp.assert_error(&[400, 413]);
+
+    // Chunked, no Content-Length, 64 KiB of a valid-looking message.
+    let mut body = EncryptedMessage {
+        r#type: 2,
+        content: random_bytes(64 * 1024),
+    }
+    .encode_to_vec();
+    let chunks: Vec<Vec<u8>> = body.chunks_mut(4096).map(|c| http_chunk(c)).collect();
+    let resp = raw_streaming(relay.addr(), head("Transfer-Encoding: chunked\r\n"), chunks).await;
+    resp.assert_error(&[400, 413]);
+
+    // Only the message that fit was queued, intact.
+    let mut socket = relay.connect(&bob.token).await;
+    assert_eq!(socket.envelope().await.message.unwrap(), fits);
+    relay
+        .send_ok(&alice.token, &bob.id, &message(2, b"after"))
+        .await;
+    assert_eq!(
+        socket.envelope().await.message.unwrap().content,
+        b"after",
+        "nothing else was queued"
+    );
+}
+
+/// Messages that arrive while the recipient connects, reads and reconnects
+/// must be neither lost, duplicated nor reordered: every connection sees a
+/// gap-free run that starts right after the last acknowledged message.
+#[tokio::test]
+async fn messages_sent_around_reconnects_are_not_lost_or_reordered() {
+    const TOTAL: usize = 150;
+    let relay = Relay::start().await;
+    let alice = relay.register(12).await;
+    let bob = relay.register(12).await;
+
+    let sender = {
+        let http = relay.http.clone();
+        let url = relay.url(&format!("/v1/messages/{}", bob.id));
+        let token = alice.token.clone();
+        tokio::spawn(async move {
+            for i in 0..TOTAL {
+                let resp = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", "application/x-protobuf")
+                    .body(message(2, format!("{i}").as_bytes()).encode_to_vec())
+                    .send()
+                    .await
+                    .expect("send");
+                assert_eq!(resp.status().as_u16(), 201);
+            }
+        })
+    };
+
+    let mut next = 0usize;
+    while next < TOTAL {
+        let mut socket = relay.connect(&bob.token).await;
+        for _ in 0..17 {
+            if next == TOTAL {
+                break;
+            }
+            let env = socket.envelope().await;
+            let seq: usize = String::from_utf8(env.message.unwrap().content)
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(seq, next, "expected message {next}, got {seq}");
+            socket.ack_each(&[&env.id]).await;
+            next += 1;
+        }
+        // Envelopes still in flight stay unacknowledged: redelivered next time.
+        socket.sync_skipping().await;
+        socket.close().await;
+    }
+    sender.await.expect("sender task");
+    assert_queue_empty(&relay, &alice, &bob).await;
+}
+
+/// A client that vanishes without a close handshake (network loss) keeps
+/// the ACKs the server already read.
+#[tokio::test]
+async fn acks_survive_an_abrupt_disconnect() {
+    let relay = Relay::start().await;
+    let alice = relay.register(12).await;
+    let bob = relay.register(12).await;
+    relay
+        .send_ok(&alice.token, &bob.id, &message(2, b"one"))
+        .await;
+    relay
+        .send_ok(&alice.token, &bob.id, &message(2, b"two"))
+        .await;
+    let mut socket = relay.connect(&bob.token).await;
+    let envs = socket.envelopes(2).await;
+    socket.ack_each(&[&envs[0].id]).await;
+    socket.sync().await;
+    drop(socket); // TCP closed, no WebSocket close frame
+
+    let mut socket = relay.connect(&bob.token).await;
+    assert_eq!(
+        socket.envelope().await.id,
+        envs[1].id,
+        "only the unacknowledged message is redelivered"
+    );
+}

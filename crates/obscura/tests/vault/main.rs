@@ -1,0 +1,9 @@
+//! Black-box tests of the vault guardian: real `obscura guardian` processes on
+//! ephemeral ports, spoken to over HTTP, raw TCP and the binary peer protocol.
+
+mod api_v1;
+mod auth;
+mod cluster;
+mod common;
+mod storage;
+mod v2;

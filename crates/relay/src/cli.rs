@@ -1,0 +1,155 @@
+//! `obscura relay` command line.
+//!
+//! Every option is `Option<_>` so the three sources can be layered:
+//! command-line flag > `OBSCURA_*` environment variable (both handled by
+//! clap) > the TOML file given by `--config` > the built-in default
+//! (applied in [`crate::config::Config::resolve`]). The same struct is the
+//! TOML schema: keys are the flag names (`data-dir = "…"`; `data_dir` works too).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Options of `obscura relay`.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RelayArgs {
+    /// TOML file with any of the options below (keys are the flag names).
+    #[arg(long, env = "OBSCURA_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Public API address (port 0 = any free port). [default: 127.0.0.1:3000]
+    #[arg(long, env = "OBSCURA_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Management address: /livez, /readyz. [default: 127.0.0.1:9090]
+    #[arg(long, env = "OBSCURA_MGMT_LISTEN", value_name = "ADDR")]
+    pub mgmt_listen: Option<SocketAddr>,
+
+    /// Data directory: SQLite database, attachments/, jwt-secret. [default: ./data]
+    #[arg(long, env = "OBSCURA_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// JWT signing secret; overrides the one generated into the data directory.
+    #[arg(
+        long,
+        env = "OBSCURA_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// Access-token lifetime in seconds. [default: 900]
+    #[arg(long, env = "OBSCURA_ACCESS_TOKEN_TTL_SECS", value_name = "SECS")]
+    pub access_token_ttl_secs: Option<u64>,
+
+    /// Refresh-token lifetime in seconds. [default: 2592000]
+    #[arg(long, env = "OBSCURA_REFRESH_TOKEN_TTL_SECS", value_name = "SECS")]
+    pub refresh_token_ttl_secs: Option<u64>,
+
+    /// Argon2id memory cost in KiB (OWASP minimum 19456). [default: 19456]
+    #[arg(long, env = "OBSCURA_ARGON2_MEMORY_KIB", value_name = "KIB")]
+    pub argon2_memory_kib: Option<u32>,
+
+    /// Argon2id iterations (OWASP minimum 2). [default: 2]
+    #[arg(long, env = "OBSCURA_ARGON2_ITERATIONS", value_name = "N")]
+    pub argon2_iterations: Option<u32>,
+
+    /// Argon2id parallelism. [default: 1]
+    #[arg(long, env = "OBSCURA_ARGON2_PARALLELISM", value_name = "N")]
+    pub argon2_parallelism: Option<u32>,
+
+    /// Largest accepted POST /v1/messages body, in bytes. [default: 1048576]
+    #[arg(long, env = "OBSCURA_MAX_MESSAGE_BYTES", value_name = "BYTES")]
+    pub max_message_bytes: Option<u64>,
+
+    /// Largest accepted attachment, in bytes. [default: 104857600]
+    #[arg(long, env = "OBSCURA_STORAGE_MAX_SIZE_BYTES", value_name = "BYTES")]
+    pub storage_max_size_bytes: Option<u64>,
+
+    /// Attachments are deleted this many seconds after upload. [default: 2592000]
+    #[arg(long, env = "OBSCURA_ATTACHMENT_TTL_SECS", value_name = "SECS")]
+    pub attachment_ttl_secs: Option<u64>,
+
+    /// Undelivered messages are deleted this many seconds after receipt. [default: 2592000]
+    #[arg(long, env = "OBSCURA_MESSAGE_TTL_SECS", value_name = "SECS")]
+    pub message_ttl_secs: Option<u64>,
+
+    /// Seconds between TTL clean-up runs. [default: 60]
+    #[arg(long, env = "OBSCURA_CLEANUP_INTERVAL_SECS", value_name = "SECS")]
+    pub cleanup_interval_secs: Option<u64>,
+
+    /// A PreKeyStatus frame is sent while fewer one-time pre-keys remain. [default: 10]
+    #[arg(long, env = "OBSCURA_PREKEY_MIN_THRESHOLD", value_name = "N")]
+    pub prekey_min_threshold: Option<u32>,
+
+    /// One-time pre-keys kept per user; the oldest are pruned. [default: 100]
+    #[arg(long, env = "OBSCURA_MAX_ONE_TIME_PREKEYS", value_name = "N")]
+    pub max_one_time_prekeys: Option<u32>,
+
+    /// Sustained requests per second per authenticated user. [default: 20]
+    #[arg(long, env = "OBSCURA_RATE_LIMIT_PER_SEC", value_name = "RATE")]
+    pub rate_limit_per_sec: Option<f64>,
+
+    /// Burst size per authenticated user. [default: 100]
+    #[arg(long, env = "OBSCURA_RATE_LIMIT_BURST", value_name = "N")]
+    pub rate_limit_burst: Option<u32>,
+
+    /// Requests per second per IP on unauthenticated routes (key bundles, gateway handshake). [default: 10]
+    #[arg(long, env = "OBSCURA_IP_RATE_LIMIT_PER_SEC", value_name = "RATE")]
+    pub ip_rate_limit_per_sec: Option<f64>,
+
+    /// Burst size per IP on unauthenticated routes. [default: 50]
+    #[arg(long, env = "OBSCURA_IP_RATE_LIMIT_BURST", value_name = "N")]
+    pub ip_rate_limit_burst: Option<u32>,
+
+    /// Requests per second per IP on register / login / refresh. [default: 1]
+    #[arg(long, env = "OBSCURA_AUTH_RATE_LIMIT_PER_SEC", value_name = "RATE")]
+    pub auth_rate_limit_per_sec: Option<f64>,
+
+    /// Burst size per IP on register / login / refresh. [default: 10]
+    #[arg(long, env = "OBSCURA_AUTH_RATE_LIMIT_BURST", value_name = "N")]
+    pub auth_rate_limit_burst: Option<u32>,
+
+    /// Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed. [default: none]
+    #[arg(long, env = "OBSCURA_TRUSTED_PROXIES", value_name = "LIST")]
+    pub trusted_proxies: Option<String>,
+}
+
+impl RelayArgs {
+    /// Fills every option not given on the command line or in the
+    /// environment from `file` (the lower-precedence source).
+    pub fn or(self, file: RelayArgs) -> RelayArgs {
+        RelayArgs {
+            config: self.config,
+            listen: self.listen.or(file.listen),
+            mgmt_listen: self.mgmt_listen.or(file.mgmt_listen),
+            data_dir: self.data_dir.or(file.data_dir),
+            jwt_secret: self.jwt_secret.or(file.jwt_secret),
+            access_token_ttl_secs: self.access_token_ttl_secs.or(file.access_token_ttl_secs),
+            refresh_token_ttl_secs: self.refresh_token_ttl_secs.or(file.refresh_token_ttl_secs),
+            argon2_memory_kib: self.argon2_memory_kib.or(file.argon2_memory_kib),
+            argon2_iterations: self.argon2_iterations.or(file.argon2_iterations),
+            argon2_parallelism: self.argon2_parallelism.or(file.argon2_parallelism),
+            max_message_bytes: self.max_message_bytes.or(file.max_message_bytes),
+            storage_max_size_bytes: self.storage_max_size_bytes.or(file.storage_max_size_bytes),
+            attachment_ttl_secs: self.attachment_ttl_secs.or(file.attachment_ttl_secs),
+            message_ttl_secs: self.message_ttl_secs.or(file.message_ttl_secs),
+            cleanup_interval_secs: self.cleanup_interval_secs.or(file.cleanup_interval_secs),
+            prekey_min_threshold: self.prekey_min_threshold.or(file.prekey_min_threshold),
+            max_one_time_prekeys: self.max_one_time_prekeys.or(file.max_one_time_prekeys),
+            rate_limit_per_sec: self.rate_limit_per_sec.or(file.rate_limit_per_sec),
+            rate_limit_burst: self.rate_limit_burst.or(file.rate_limit_burst),
+            ip_rate_limit_per_sec: self.ip_rate_limit_per_sec.or(file.ip_rate_limit_per_sec),
+            ip_rate_limit_burst: self.ip_rate_limit_burst.or(file.ip_rate_limit_burst),
+            auth_rate_limit_per_sec: self
+                .auth_rate_limit_per_sec
+                .or(file.auth_rate_limit_per_sec),
+            auth_rate_limit_burst: self.auth_rate_limit_burst.or(file.auth_rate_limit_burst),
+            trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! The relay's resolved configuration: every option in one place, defaults
+//! applied, values checked once at start-up.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::cli::RelayArgs;
+
+/// OWASP's minimum argon2id parameters (m = 19 MiB, t = 2, p = 1).
+pub const OWASP_ARGON2_MEMORY_KIB: u32 = 19_456;
+pub const OWASP_ARGON2_ITERATIONS: u32 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid value for {option}: {reason}")]
+    Invalid {
+        option: &'static str,
+        reason: String,
+    },
+}
+
+/// A token bucket: `per_sec` sustained, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quota {
+    pub per_sec: f64,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimits {
+    /// Per authenticated user, on every authenticated route.
+    pub user: Quota,
+    /// Per client IP, on unauthenticated routes (key bundles, gateway handshake).
+    pub ip: Quota,
+    /// Per client IP, on register / login / refresh.
+    pub auth: Quota,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Argon2Params {
+    pub fn below_owasp(&self) -> bool {
+        self.memory_kib < OWASP_ARGON2_MEMORY_KIB || self.iterations < OWASP_ARGON2_ITERATIONS
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub mgmt_listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub jwt_secret: Option<String>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub argon2: Argon2Params,
+    pub max_message_bytes: u64,
+    pub storage_max_size_bytes: u64,
+    pub attachment_ttl: Duration,
+    pub message_ttl: Duration,
+    pub cleanup_interval: Duration,
+    pub prekey_min_threshold: u32,
+    pub max_one_time_prekeys: u32,
+    pub rate_limits: RateLimits,
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Config {
+    /// Layers the TOML file (if any) under the flags/environment and applies defaults.
+    pub fn load(args: RelayArgs) -> Result<Self, ConfigError> {
+        let args = match &args.config {
+            Some(path) => {
+                let file = read_toml(path)?;
+                args.or(file)
+            }
+            None => args,
+        };
+        Self::resolve(args)
+    }
+
+    /// Applies defaults and validates.
+    pub fn resolve(a: RelayArgs) -> Result<Self, ConfigError> {
+        let secs =
+            |v: Option<u64>, default: u64, option: &'static str| -> Result<Duration, ConfigError> {
+                let v = v.unwrap_or(default);
+                if v == 0 {
+                    return Err(ConfigError::Invalid {
+                        option,
+                        reason: "must be at least 1".into(),
+                    });
+                }
+                Ok(Duration::from_secs(v))
+            };
+        let quota = |per_sec: Option<f64>,
+                     d_rate: f64,
+                     burst: Option<u32>,
+                     d_burst: u32,
+                     option: &'static str| {
+            let per_sec = per_sec.unwrap_or(d_rate);
+            let burst = burst.unwrap_or(d_burst);
+            if !(per_sec.is_finite() && per_sec > 0.0 && per_sec <= 1e9) {
+                return Err(ConfigError::Invalid {
+                    option,
+                    reason: "rate must be a positive number".into(),
+                });
+            }
+            if burst == 0 {
+                return Err(ConfigError::Invalid {
+                    option,
+                    reason: "burst must be at least 1".into(),
+                });
+            }
+            Ok(Quota { per_sec, burst })
+        };
+        let argon2 = Argon2Params {
+            memory_kib: a.argon2_memory_kib.unwrap_or(OWASP_ARGON2_MEMORY_KIB),
+            iterations: a.argon2_iterations.unwrap_or(OWASP_ARGON2_ITERATIONS),
+            parallelism: a.argon2_parallelism.unwrap_or(1),
+        };
+        // Let argon2 itself judge the combination (e.g. m >= 8 * p).
+        argon2::Params::new(
+            argon2.memory_kib,
+            argon2.iterations,
+            argon2.parallelism,
+            None,
+        )
+        .map_err(|e| ConfigError::Invalid {
+            option: "argon2-*",
+            reason: e.to_string(),
+        })?;
+        let max_message_bytes = a.max_message_bytes.unwrap_or(1024 * 1024);
+        if max_message_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                option: "max-message-bytes",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let storage_max_size_bytes = a.storage_max_size_bytes.unwrap_or(100 * 1024 * 1024);
+        if storage_max_size_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                option: "storage-max-size-bytes",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let max_one_time_prekeys = a.max_one_time_prekeys.unwrap_or(100);
+        if max_one_time_prekeys == 0 {
+            return Err(ConfigError::Invalid {
+                option: "max-one-time-prekeys",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(Config {
+            listen: a
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
+            mgmt_listen: a
+                .mgmt_listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9090))),
+            data_dir: a.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
+            jwt_secret: a.jwt_secret.filter(|s| !s.is_empty()),
+            access_token_ttl: secs(a.access_token_ttl_secs, 900, "access-token-ttl-secs")?,
+            refresh_token_ttl: secs(
+                a.refresh_token_ttl_secs,
+                30 * 86_400,
+                "refresh-token-ttl-secs",
+            )?,
+            argon2,
+            max_message_bytes,
+            storage_max_size_bytes,
+            attachment_ttl: secs(a.attachment_ttl_secs, 30 * 86_400, "attachment-ttl-secs")?,
+            message_ttl: secs(a.message_ttl_secs, 30 * 86_400, "message-ttl-secs")?,
+            cleanup_interval: secs(a.cleanup_interval_secs, 60, "cleanup-interval-secs")?,
+            prekey_min_threshold: a.prekey_min_threshold.unwrap_or(10),
+            max_one_time_prekeys,
+            rate_limits: RateLimits {
+                user: quota(
+                    a.rate_limit_per_sec,
+                    20.0,
+                    a.rate_limit_burst,
+                    100,
+                    "rate-limit-*",
+                )?,
+                ip: quota(
+                    a.ip_rate_limit_per_sec,
+                    10.0,
+                    a.ip_rate_limit_burst,
+                    50,
+                    "ip-rate-limit-*",
+                )?,
+                auth: quota(
+                    a.auth_rate_limit_per_sec,
+                    1.0,
+                    a.auth_rate_limit_burst,
+                    10,
+                    "auth-rate-limit-*",
+                )?,
+            },
+            trusted_proxies: parse_trusted_proxies(a.trusted_proxies.as_deref().unwrap_or(""))?,
+        })
+    }
+}
+
+fn read_toml(path: &Path) -> Result<RelayArgs, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    // Accept `snake_case` keys as well as the flag spelling.
+    let table: toml::Table = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.into(),
+        source,
+    })?;
+    let table: toml::Table = table
+        .into_iter()
+        .map(|(k, v)| (k.replace('_', "-"), v))
+        .collect();
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })
+}
+
+/// Parses `"10.0.0.1, 192.168.0.0/16"`; bare addresses become /32 or /128.
+pub fn parse_trusted_proxies(list: &str) -> Result<Vec<IpNet>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError::Invalid {
+                    option: "trusted-proxies",
+                    reason: format!("not an IP or CIDR: {s}"),
+                })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let c = Config::resolve(RelayArgs::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.mgmt_listen.to_string(), "127.0.0.1:9090");
+        assert_eq!(c.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(c.max_message_bytes, 1_048_576);
+        assert_eq!(c.storage_max_size_bytes, 104_857_600);
+        assert_eq!(
+            c.argon2,
+            Argon2Params {
+                memory_kib: 19_456,
+                iterations: 2,
+                parallelism: 1
+            }
+        );
+        assert!(!c.argon2.below_owasp());
+        assert_eq!(
+            c.rate_limits.auth,
+            Quota {
+                per_sec: 1.0,
+                burst: 10
+            }
+        );
+        assert!(c.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn toml_is_below_flags_and_accepts_both_key_spellings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        std::fs::write(
+            &path,
+            "data-dir = \"/srv/obscura\"\nmessage_ttl_secs = 60\nlisten = \"0.0.0.0:8080\"\n",
+        )
+        .unwrap();
+        let args = RelayArgs {
+            config: Some(path),
+            listen: Some("127.0.0.1:1".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = Config::load(args).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:1");
+        assert_eq!(c.data_dir, PathBuf::from("/srv/obscura"));
+        assert_eq!(c.message_ttl, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn unknown_toml_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.toml");
+        std::fs::write(&path, "listn = \"0.0.0.0:8080\"\n").unwrap();
+        assert!(
+            Config::load(RelayArgs {
+                config: Some(path),
+                ..Default::default()
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_parse() {
+        let nets = parse_trusted_proxies(" 10.0.0.1, 192.168.0.0/16 ,::1").unwrap();
+        assert_eq!(nets.len(), 3);
+        assert!(nets[0].contains(&"10.0.0.1".parse::<std::net::IpAddr>().unwrap()));
+        assert!(parse_trusted_proxies("nonsense").is_err());
+    }
+
+    #[test]
+    fn zero_values_are_rejected() {
+        let args = RelayArgs {
+            rate_limit_burst: Some(0),
+            ..Default::default()
+        };
+        assert!(Config::resolve(args).is_err());
+        let args = RelayArgs {
+            message_ttl_secs: Some(0),
+            ..Default::default()
+        };
+        assert!(Config::resolve(args).is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! "Who is connected where": tells a user's live gateway session that it
+//! has new messages, that its pre-keys run low, or that it must close.
+//!
+//! The store stays the source of truth; a signal only says "look now", so a
+//! lost signal delays delivery until the next one or the next connection but
+//! never loses a message. The in-process registry is [`local::LocalFanout`];
+//! a cluster needs an implementation that relays the same calls over a
+//! pub/sub bus (Redis), which is why the interface is fire-and-forget.
+
+pub mod local;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use local::LocalFanout;
+
+/// Something a live session should react to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// New messages are queued: read the store past your cursor.
+    Messages,
+    /// The one-time pre-key count just fell below the threshold.
+    PreKeysLow { remaining: u32 },
+}
+
+/// Why a session is told to close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// A newer connection of the same user took over.
+    Replaced,
+    /// Device takeover: the identity changed, queued messages are gone.
+    Takeover,
+}
+
+/// A session's registration. Dropping it unregisters the session (if it is
+/// still the current one) and tells a successor that it has finished.
+pub struct Subscription {
+    pub signals: mpsc::Receiver<Signal>,
+    /// Cancelled when the session must close; the reason is in `close_reason`.
+    pub close: CancellationToken,
+    pub close_reason: std::sync::Arc<std::sync::Mutex<Option<CloseReason>>>,
+    /// The replaced session's "finished" token: wait for it (bounded) before
+    /// delivering, so its pending ACK deletes land first.
+    pub predecessor_done: Option<CancellationToken>,
+    pub(crate) _guard: Box<dyn Send + Sync>,
+}
+
+impl Subscription {
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.close_reason.lock().map(|r| *r).unwrap_or(None)
+    }
+}
+
+pub trait Fanout: Send + Sync + 'static {
+    /// Registers the user's live session, closing any previous one (one live
+    /// socket per user).
+    fn subscribe(&self, user: Uuid) -> Subscription;
+    /// Wakes the user's session, wherever it is. Never blocks.
+    fn notify(&self, user: Uuid, signal: Signal);
+    /// Closes the user's session, wherever it is.
+    fn disconnect(&self, user: Uuid, reason: CloseReason);
+    /// Number of live sessions on this node.
+    fn connected(&self) -> usize;
+}

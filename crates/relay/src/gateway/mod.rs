@@ -1,0 +1,82 @@
+//! `GET /v1/gateway?token=<jwt>`: the WebSocket delivery channel.
+//!
+//! The handshake is checked before upgrading (JWT, identity key, per-IP
+//! rate limit), so failures are ordinary JSON errors. After the upgrade a
+//! [`session`] runs until the client leaves, a newer connection or a device
+//! takeover replaces it, or the server shuts down.
+
+pub mod acks;
+pub mod session;
+
+use std::time::Duration;
+
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::http::AppState;
+use crate::http::extract::{IpLimited, bearer};
+
+/// Socket buffers, sized for many idle connections: client frames are
+/// ACKs (tiny), server frames are single envelopes (≤ max message size).
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
+/// Give up on a client that does not take a frame within this time.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Deserialize)]
+pub struct GatewayParams {
+    token: Option<String>,
+}
+
+pub async fn upgrade(
+    _: IpLimited,
+    State(state): State<AppState>,
+    params: Result<Query<GatewayParams>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, Error> {
+    // The contract passes the JWT in the query (browsers cannot set headers
+    // on WebSockets); a bearer header is accepted as well for other clients.
+    let token = params
+        .ok()
+        .and_then(|Query(p)| p.token)
+        .or_else(|| bearer(&headers).map(str::to_owned))
+        .ok_or(Error::Unauthorized)?;
+    let user = state.relay.tokens.verify(&token)?;
+    // A user without an identity key cannot receive (e.g. deleted account).
+    state
+        .relay
+        .store
+        .identity(user)
+        .await?
+        .ok_or(Error::Unauthorized)?;
+    let ws = ws.map_err(|_| Error::invalid("expected a WebSocket upgrade request"))?;
+    let permit = state.sessions.clone().try_acquire_owned().map_err(|_| {
+        tracing::warn!("gateway session limit reached");
+        Error::RateLimited {
+            retry_after_secs: 5,
+        }
+    })?;
+    // Register before answering 101, so sessions replace each other in
+    // handshake order (a later handshake always wins).
+    let subscription = state.relay.fanout.subscribe(user);
+    let max_frame = usize::try_from(state.relay.config.max_message_bytes).unwrap_or(usize::MAX);
+    Ok(ws
+        .read_buffer_size(READ_BUFFER_BYTES)
+        // Write each frame through at once instead of accumulating 128 KiB.
+        .write_buffer_size(0)
+        .max_write_buffer_size(max_frame.saturating_mul(2).max(MAX_CLIENT_MESSAGE_BYTES))
+        .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
+        .max_frame_size(MAX_CLIENT_MESSAGE_BYTES)
+        .on_upgrade(move |socket| async move {
+            session::Session::new(state.relay.clone(), user, socket)
+                .run(subscription, state.shutdown.clone())
+                .await;
+            drop(permit);
+        })
+        .into_response())
+}

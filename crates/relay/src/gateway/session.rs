@@ -1,0 +1,204 @@
+//! One live WebSocket session: welcome `PreKeyStatus`, then a delivery
+//! pump that pages the store by sequence (never by timestamp) past a
+//! cursor, woken by fan-out signals; client ACKs are batched into deletes.
+//!
+//! Invariants: a message is sent at most once per session (the cursor only
+//! moves forward) and deleted only by its recipient's ACK; whatever is not
+//! acknowledged stays queued for the next connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use obscura_proto::{PreKeyStatus, WebSocketFrame, web_socket_frame::Payload};
+use prost::Message as _;
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::SEND_TIMEOUT;
+use super::acks::AckBatch;
+use crate::domain::Relay;
+use crate::domain::messages::{envelope, parse_ack_ids};
+use crate::fanout::{CloseReason, Signal, Subscription};
+
+/// Messages fetched per store round trip.
+const PAGE: u32 = 100;
+/// How long a new session waits for the one it replaced to flush its ACKs.
+const PREDECESSOR_GRACE: Duration = Duration::from_secs(2);
+
+/// WebSocket close codes sent by the relay.
+pub mod close_code {
+    /// RFC 6455 "going away": the server shuts down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// Application code: a newer connection (or a device takeover) replaced this one.
+    pub const REPLACED: u16 = 4000;
+}
+
+/// Why the session loop ended.
+enum End {
+    Shutdown,
+    Closed(Option<CloseReason>),
+    /// The client closed or vanished; nothing more to send.
+    ClientGone,
+    /// The socket or the store failed.
+    Failed(String),
+}
+
+pub struct Session {
+    relay: Arc<Relay>,
+    user: Uuid,
+    socket: WebSocket,
+    /// Highest sequence number sent in this session.
+    cursor: i64,
+    acks: AckBatch,
+}
+
+impl Session {
+    pub fn new(relay: Arc<Relay>, user: Uuid, socket: WebSocket) -> Self {
+        Self {
+            relay,
+            user,
+            socket,
+            cursor: 0,
+            acks: AckBatch::default(),
+        }
+    }
+
+    /// Runs until the end; `sub` was taken at handshake time, before the
+    /// first store read, so nothing enqueued since can be missed.
+    pub async fn run(mut self, mut sub: Subscription, shutdown: CancellationToken) {
+        if let Some(done) = sub.predecessor_done.clone() {
+            let _ = timeout(PREDECESSOR_GRACE, done.cancelled()).await;
+        }
+        tracing::debug!(user = %self.user, "gateway session started");
+        let end = match self.serve(&mut sub, &shutdown).await {
+            Ok(end) => end,
+            Err(e) => End::Failed(e),
+        };
+        self.flush_acks().await;
+        let frame = match &end {
+            End::Shutdown => Some((close_code::GOING_AWAY, "server shutting down")),
+            End::Closed(Some(CloseReason::Takeover)) => Some((close_code::REPLACED, "takeover")),
+            End::Closed(_) => Some((close_code::REPLACED, "replaced")),
+            End::ClientGone => None,
+            End::Failed(e) => {
+                tracing::warn!(user = %self.user, error = %e, "gateway session failed");
+                Some((1011, "internal error"))
+            }
+        };
+        if let Some((code, reason)) = frame {
+            let close = Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            }));
+            let _ = timeout(Duration::from_secs(2), self.socket.send(close)).await;
+        }
+        tracing::debug!(user = %self.user, "gateway session ended");
+        drop(sub);
+    }
+
+    async fn serve(
+        &mut self,
+        sub: &mut Subscription,
+        shutdown: &CancellationToken,
+    ) -> Result<End, String> {
+        let remaining = self
+            .relay
+            .store
+            .one_time_pre_key_count(self.user)
+            .await
+            .map_err(|e| e.to_string())?;
+        if remaining < self.relay.config.prekey_min_threshold {
+            self.send_pre_key_status(remaining).await?;
+        }
+        let mut wake = true;
+        loop {
+            if wake {
+                wake = self.deliver_page().await?;
+            }
+            let flush_at = self.acks.deadline();
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(End::Shutdown),
+                _ = sub.close.cancelled() => return Ok(End::Closed(sub.close_reason())),
+                Some(signal) = sub.signals.recv() => match signal {
+                    Signal::Messages => wake = true,
+                    Signal::PreKeysLow { remaining } => self.send_pre_key_status(remaining).await?,
+                },
+                incoming = self.socket.recv() => match incoming {
+                    Some(Ok(Message::Binary(bytes))) => self.on_frame(&bytes).await,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(End::ClientGone),
+                    // Pings are answered by the WebSocket layer; text is not part of the protocol.
+                    Some(Ok(_)) => {}
+                },
+                _ = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => self.flush_acks().await,
+                _ = std::future::ready(()), if wake => {}
+            }
+        }
+    }
+
+    /// Sends the next page of queued messages; true if more may be waiting.
+    async fn deliver_page(&mut self) -> Result<bool, String> {
+        let page = self
+            .relay
+            .store
+            .pending_messages(self.user, self.cursor, PAGE)
+            .await
+            .map_err(|e| e.to_string())?;
+        for message in &page {
+            let frame = WebSocketFrame {
+                payload: Some(Payload::Envelope(envelope(message))),
+            };
+            self.send(frame).await?;
+            self.cursor = message.seq;
+        }
+        Ok(page.len() == PAGE as usize)
+    }
+
+    async fn on_frame(&mut self, bytes: &[u8]) {
+        match WebSocketFrame::decode(bytes) {
+            Ok(WebSocketFrame {
+                payload: Some(Payload::Ack(ack)),
+            }) => {
+                if self.acks.add(parse_ack_ids(ack.ids()), Instant::now()) {
+                    self.flush_acks().await;
+                }
+            }
+            Ok(_) => tracing::debug!(user = %self.user, "ignoring non-ACK client frame"),
+            Err(_) => tracing::debug!(user = %self.user, "ignoring undecodable client frame"),
+        }
+    }
+
+    async fn flush_acks(&mut self) {
+        if self.acks.is_empty() {
+            return;
+        }
+        let ids = self.acks.take();
+        if let Err(e) = self.relay.store.delete_messages(self.user, &ids).await {
+            // Not deleted means redelivered later, never lost.
+            tracing::warn!(user = %self.user, error = %e, "failed to delete acknowledged messages");
+        }
+    }
+
+    async fn send_pre_key_status(&mut self, remaining: u32) -> Result<(), String> {
+        let status = PreKeyStatus {
+            one_time_pre_key_count: i32::try_from(remaining).unwrap_or(i32::MAX),
+            min_threshold: i32::try_from(self.relay.config.prekey_min_threshold)
+                .unwrap_or(i32::MAX),
+        };
+        self.send(WebSocketFrame {
+            payload: Some(Payload::PreKeyStatus(status)),
+        })
+        .await
+    }
+
+    async fn send(&mut self, frame: WebSocketFrame) -> Result<(), String> {
+        let message = Message::Binary(frame.encode_to_vec().into());
+        match timeout(SEND_TIMEOUT, self.socket.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("send: {e}")),
+            Err(_) => Err("send timed out".into()),
+        }
+    }
+}

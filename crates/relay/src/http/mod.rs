@@ -1,0 +1,119 @@
+//! The public HTTP API and the management endpoints.
+
+pub mod accounts;
+pub mod attachments;
+pub mod client_ip;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod keys;
+pub mod messages;
+pub mod openapi;
+pub mod push_tokens;
+pub mod server;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::domain::Relay;
+use crate::gateway;
+
+/// Largest JSON request body (registration with 100 one-time pre-keys is ~10 KiB).
+pub const MAX_JSON_BYTES: usize = 256 * 1024;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub relay: Arc<Relay>,
+    /// Cancelled on SIGTERM: gateway sessions flush and close with 1001.
+    pub shutdown: CancellationToken,
+    /// One permit per live WebSocket session; shutdown waits for all of them.
+    pub sessions: Arc<Semaphore>,
+}
+
+/// The public API router (`/v1/*`, `/openapi.yaml`).
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/users", post(accounts::register))
+        .route(
+            "/v1/sessions",
+            post(accounts::login).delete(accounts::logout),
+        )
+        .route("/v1/sessions/refresh", post(accounts::refresh))
+        .route("/v1/keys", post(keys::upload))
+        .route("/v1/keys/{user_id}", get(keys::bundle))
+        .route("/v1/messages/{recipient_id}", post(messages::send))
+        .route("/v1/gateway", get(gateway::upgrade))
+        .route("/v1/attachments", post(attachments::upload))
+        .route("/v1/attachments/{id}", get(attachments::download))
+        .route("/v1/push-tokens", put(push_tokens::put))
+        .route("/openapi.yaml", get(openapi::serve))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+        .with_state(state);
+    with_common_layers(api)
+}
+
+/// `/livez` (the process answers) and `/readyz` (the database answers).
+pub fn mgmt_router(state: AppState) -> Router {
+    let mgmt = Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state);
+    with_common_layers(mgmt)
+}
+
+/// Request ids (a client's `x-request-id` is echoed, else a UUID v4 is
+/// made) on every response, errors and fallbacks included; panics become
+/// a JSON 500.
+fn with_common_layers(router: Router) -> Router {
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            // The span names the path only: the gateway's query carries a JWT.
+            .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+                let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+            }))
+            .layer(CatchPanicLayer::custom(|_| {
+                error::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
+            })),
+    )
+}
+
+async fn livez() -> Response {
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"status": "ok"})),
+    )
+        .into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.relay.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ready"})),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            error::json_error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+        }
+    }
+}

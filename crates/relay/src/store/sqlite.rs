@@ -1,0 +1,885 @@
+//! [`Store`] on embedded SQLite (WAL, `synchronous = FULL`).
+//!
+//! One writer connection serialises every write in-process (SQLite allows
+//! one writer anyway; queueing here avoids `SQLITE_BUSY` and lock-upgrade
+//! deadlocks), a small pool of read-only connections serves reads
+//! concurrently thanks to WAL. `synchronous = FULL` makes every commit
+//! durable across power loss, so a 201 means "on disk".
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use uuid::Uuid;
+
+use super::*;
+use crate::domain::sessions::{TokenState, classify_refresh_token};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "obscura.db";
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `<data_dir>/obscura.db` and applies migrations.
+    pub async fn open(data_dir: &Path) -> StoreResult<Self> {
+        let base = SqliteConnectOptions::new()
+            .filename(data_dir.join(DB_FILE))
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(base.clone().create_if_missing(true))
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(base.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+
+    /// Closes both pools (checkpointing the WAL).
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+fn uuid_col(row: &sqlx::sqlite::SqliteRow, col: &str) -> StoreResult<Uuid> {
+    let text: String = row.try_get(col)?;
+    Uuid::from_str(&text).map_err(|_| StoreError::Corrupt(format!("{col} is not a UUID: {text}")))
+}
+
+fn u32_col(row: &sqlx::sqlite::SqliteRow, col: &str) -> StoreResult<u32> {
+    let v: i64 = row.try_get(col)?;
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} out of range: {v}")))
+}
+
+async fn count_one_time(tx: &mut Transaction<'_, Sqlite>, user: &str) -> StoreResult<u32> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM one_time_pre_keys WHERE user_id = ?")
+        .bind(user)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+async fn insert_keys(
+    tx: &mut Transaction<'_, Sqlite>,
+    user: &str,
+    signed: &SignedPreKey,
+    one_time: &[OneTimePreKey],
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO signed_pre_keys (user_id, key_id, public_key, signature) VALUES (?, ?, ?, ?)
+         ON CONFLICT (user_id) DO UPDATE SET key_id = excluded.key_id,
+             public_key = excluded.public_key, signature = excluded.signature",
+    )
+    .bind(user)
+    .bind(i64::from(signed.key_id))
+    .bind(&signed.public_key)
+    .bind(&signed.signature)
+    .execute(&mut **tx)
+    .await?;
+    for key in one_time {
+        // Re-uploading an id replaces it and makes it the newest.
+        sqlx::query("INSERT OR REPLACE INTO one_time_pre_keys (user_id, key_id, public_key) VALUES (?, ?, ?)")
+            .bind(user)
+            .bind(i64::from(key.key_id))
+            .bind(&key.public_key)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn create_user(&self, user: NewUser) -> StoreResult<CreateUser> {
+        let id = user.id.to_string();
+        let mut tx = self.writer.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, username, password_hash, identity_key, registration_id, created_at)
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(&user.username)
+        .bind(&user.password_hash)
+        .bind(&user.identity.identity_key)
+        .bind(i64::from(user.identity.registration_id))
+        .bind(user.created_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(CreateUser::UsernameTaken);
+        }
+        insert_keys(&mut tx, &id, &user.signed_pre_key, &user.one_time_pre_keys).await?;
+        tx.commit().await?;
+        Ok(CreateUser::Created)
+    }
+
+    async fn credentials(&self, username: &str) -> StoreResult<Option<(Uuid, String)>> {
+        let row = sqlx::query("SELECT id, password_hash FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| Ok((uuid_col(&r, "id")?, r.try_get("password_hash")?)))
+            .transpose()
+    }
+
+    async fn identity(&self, user: Uuid) -> StoreResult<Option<Identity>> {
+        let row = sqlx::query("SELECT identity_key, registration_id FROM users WHERE id = ?")
+            .bind(user.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| {
+            Ok(Identity {
+                identity_key: r.try_get("identity_key")?,
+                registration_id: u32_col(&r, "registration_id")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn insert_refresh_token(&self, token: NewRefreshToken) -> StoreResult<()> {
+        sqlx::query("INSERT INTO refresh_tokens (token_hash, user_id, family_id, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(&token.hash[..])
+            .bind(token.user_id.to_string())
+            .bind(token.family_id.to_string())
+            .bind(token.expires_at)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented: [u8; 32],
+        next_hash: [u8; 32],
+        next_expires_at: i64,
+        now: i64,
+    ) -> StoreResult<Rotation> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query(
+            "SELECT user_id, family_id, expires_at, rotated, revoked FROM refresh_tokens WHERE token_hash = ?",
+        )
+        .bind(&presented[..])
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = row
+            .map(|r| -> StoreResult<RefreshTokenRow> {
+                Ok(RefreshTokenRow {
+                    user_id: uuid_col(&r, "user_id")?,
+                    family_id: uuid_col(&r, "family_id")?,
+                    expires_at: r.try_get("expires_at")?,
+                    rotated: r.try_get::<i64, _>("rotated")? != 0,
+                    revoked: r.try_get::<i64, _>("revoked")? != 0,
+                })
+            })
+            .transpose()?;
+        let outcome = match (classify_refresh_token(row.as_ref(), now), row) {
+            (TokenState::Live, Some(row)) => {
+                sqlx::query("UPDATE refresh_tokens SET rotated = 1 WHERE token_hash = ?")
+                    .bind(&presented[..])
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (token_hash, user_id, family_id, expires_at) VALUES (?, ?, ?, ?)",
+                )
+                .bind(&next_hash[..])
+                .bind(row.user_id.to_string())
+                .bind(row.family_id.to_string())
+                .bind(next_expires_at)
+                .execute(&mut *tx)
+                .await?;
+                Rotation::Rotated {
+                    user_id: row.user_id,
+                }
+            }
+            (TokenState::Reused, Some(row)) => {
+                sqlx::query("UPDATE refresh_tokens SET revoked = 1 WHERE family_id = ?")
+                    .bind(row.family_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                Rotation::ReuseDetected
+            }
+            _ => Rotation::Invalid,
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn revoke_refresh_family(&self, presented: [u8; 32], user: Uuid) -> StoreResult<bool> {
+        let revoked = sqlx::query(
+            "UPDATE refresh_tokens SET revoked = 1 WHERE family_id =
+                (SELECT family_id FROM refresh_tokens WHERE token_hash = ? AND user_id = ?)",
+        )
+        .bind(&presented[..])
+        .bind(user.to_string())
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(revoked > 0)
+    }
+
+    async fn upload_keys(&self, user: Uuid, upload: KeyUpload) -> StoreResult<KeyUploadOutcome> {
+        let id = user.to_string();
+        let mut tx = self.writer.begin().await?;
+        let Some(stored) = sqlx::query("SELECT identity_key FROM users WHERE id = ?")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(KeyUploadOutcome::UnknownUser);
+        };
+        let stored_identity: Vec<u8> = stored.try_get("identity_key")?;
+        let takeover = match &upload.identity {
+            Some(new) => new.identity_key != stored_identity,
+            None => false,
+        };
+        if takeover {
+            let new = upload
+                .identity
+                .as_ref()
+                .map(|i| (i.identity_key.clone(), i.registration_id));
+            let Some((key, registration_id)) = new else {
+                return Ok(KeyUploadOutcome::IdentityChanged);
+            };
+            if key != upload.verified_against {
+                return Ok(KeyUploadOutcome::IdentityChanged);
+            }
+            sqlx::query("UPDATE users SET identity_key = ?, registration_id = ? WHERE id = ?")
+                .bind(&key)
+                .bind(i64::from(registration_id))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM signed_pre_keys WHERE user_id = ?")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM one_time_pre_keys WHERE user_id = ?")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM messages WHERE recipient_id = ?")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            if stored_identity != upload.verified_against {
+                return Ok(KeyUploadOutcome::IdentityChanged);
+            }
+            if let Some(identity) = &upload.identity {
+                // Same identity key: a refill; keep the registration id current.
+                sqlx::query("UPDATE users SET registration_id = ? WHERE id = ?")
+                    .bind(i64::from(identity.registration_id))
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let current: Option<i64> =
+                sqlx::query_scalar("SELECT key_id FROM signed_pre_keys WHERE user_id = ?")
+                    .bind(&id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(current) = current
+                && i64::from(upload.signed_pre_key.key_id) <= current
+            {
+                return Ok(KeyUploadOutcome::StaleSignedPreKey {
+                    stored: u32::try_from(current).unwrap_or(u32::MAX),
+                });
+            }
+        }
+        insert_keys(
+            &mut tx,
+            &id,
+            &upload.signed_pre_key,
+            &upload.one_time_pre_keys,
+        )
+        .await?;
+        sqlx::query(
+            "DELETE FROM one_time_pre_keys WHERE user_id = ?1 AND seq NOT IN
+                (SELECT seq FROM one_time_pre_keys WHERE user_id = ?1 ORDER BY seq DESC LIMIT ?2)",
+        )
+        .bind(&id)
+        .bind(i64::from(upload.max_one_time_pre_keys))
+        .execute(&mut *tx)
+        .await?;
+        let remaining = count_one_time(&mut tx, &id).await?;
+        tx.commit().await?;
+        Ok(if takeover {
+            KeyUploadOutcome::TookOver { remaining }
+        } else {
+            KeyUploadOutcome::Refilled { remaining }
+        })
+    }
+
+    async fn take_bundle(&self, user: Uuid) -> StoreResult<Option<Bundle>> {
+        let id = user.to_string();
+        let mut tx = self.writer.begin().await?;
+        let Some(row) = sqlx::query(
+            "SELECT u.identity_key, u.registration_id, s.key_id, s.public_key, s.signature
+             FROM users u JOIN signed_pre_keys s ON s.user_id = u.id WHERE u.id = ?",
+        )
+        .bind(&id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let identity = Identity {
+            identity_key: row.try_get("identity_key")?,
+            registration_id: u32_col(&row, "registration_id")?,
+        };
+        let signed_pre_key = SignedPreKey {
+            key_id: u32_col(&row, "key_id")?,
+            public_key: row.try_get("public_key")?,
+            signature: row.try_get("signature")?,
+        };
+        // One statement: the key is handed out and deleted together.
+        let one_time_pre_key = sqlx::query(
+            "DELETE FROM one_time_pre_keys WHERE seq =
+                (SELECT seq FROM one_time_pre_keys WHERE user_id = ? ORDER BY seq LIMIT 1)
+             RETURNING key_id, public_key",
+        )
+        .bind(&id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| -> StoreResult<OneTimePreKey> {
+            Ok(OneTimePreKey {
+                key_id: u32_col(&r, "key_id")?,
+                public_key: r.try_get("public_key")?,
+            })
+        })
+        .transpose()?;
+        let remaining = count_one_time(&mut tx, &id).await?;
+        tx.commit().await?;
+        Ok(Some(Bundle {
+            identity,
+            signed_pre_key,
+            one_time_pre_key,
+            remaining,
+        }))
+    }
+
+    async fn one_time_pre_key_count(&self, user: Uuid) -> StoreResult<u32> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM one_time_pre_keys WHERE user_id = ?")
+            .bind(user.to_string())
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn enqueue_message(&self, m: NewMessage) -> StoreResult<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO messages (id, recipient_id, sender_id, timestamp_ms, msg_type, content, expires_at)
+             SELECT ?, id, ?, ?, ?, ?, ? FROM users WHERE id = ?",
+        )
+        .bind(m.id.to_string())
+        .bind(m.sender.to_string())
+        .bind(m.timestamp_ms)
+        .bind(m.msg_type)
+        .bind(&m.content)
+        .bind(m.expires_at)
+        .bind(m.recipient.to_string())
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    async fn pending_messages(
+        &self,
+        user: Uuid,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let rows = sqlx::query(
+            "SELECT seq, id, sender_id, timestamp_ms, msg_type, content FROM messages
+             WHERE recipient_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(user.to_string())
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredMessage {
+                    seq: r.try_get("seq")?,
+                    id: uuid_col(r, "id")?,
+                    sender: uuid_col(r, "sender_id")?,
+                    timestamp_ms: r.try_get("timestamp_ms")?,
+                    msg_type: r.try_get("msg_type")?,
+                    content: r.try_get("content")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_messages(&self, user: Uuid, ids: &[Uuid]) -> StoreResult<u64> {
+        let mut deleted = 0;
+        let mut tx = self.writer.begin().await?;
+        for id in ids {
+            deleted += sqlx::query("DELETE FROM messages WHERE id = ? AND recipient_id = ?")
+                .bind(id.to_string())
+                .bind(user.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn insert_attachment(&self, a: Attachment, owner: Uuid, now: i64) -> StoreResult<()> {
+        sqlx::query("INSERT INTO attachments (id, owner_id, size, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(a.id.to_string())
+            .bind(owner.to_string())
+            .bind(i64::try_from(a.size).unwrap_or(i64::MAX))
+            .bind(now)
+            .bind(a.expires_at)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn attachment(&self, id: Uuid, now: i64) -> StoreResult<Option<Attachment>> {
+        let row =
+            sqlx::query("SELECT size, expires_at FROM attachments WHERE id = ? AND expires_at > ?")
+                .bind(id.to_string())
+                .bind(now)
+                .fetch_optional(&self.reader)
+                .await?;
+        row.map(|r| {
+            let size: i64 = r.try_get("size")?;
+            Ok(Attachment {
+                id,
+                size: u64::try_from(size).unwrap_or(0),
+                expires_at: r.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn expired_attachments(&self, now: i64, limit: u32) -> StoreResult<Vec<Uuid>> {
+        let rows = sqlx::query(
+            "SELECT id FROM attachments WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(|r| uuid_col(r, "id")).collect()
+    }
+
+    async fn delete_attachment(&self, id: Uuid) -> StoreResult<()> {
+        sqlx::query("DELETE FROM attachments WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_push_token(
+        &self,
+        user: Uuid,
+        token: &str,
+        kind: Option<&str>,
+        now: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO push_tokens (user_id, token, kind, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (user_id) DO UPDATE SET token = excluded.token, kind = excluded.kind,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(user.to_string())
+        .bind(token)
+        .bind(kind)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn purge_expired(&self, now: i64) -> StoreResult<Purged> {
+        let messages = sqlx::query("DELETE FROM messages WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        let refresh_tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        Ok(Purged {
+            messages,
+            refresh_tokens,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn key(id: u32) -> OneTimePreKey {
+        let mut public_key = vec![0x05; 33];
+        public_key[1..5].copy_from_slice(&id.to_be_bytes());
+        OneTimePreKey {
+            key_id: id,
+            public_key,
+        }
+    }
+
+    fn spk(id: u32) -> SignedPreKey {
+        SignedPreKey {
+            key_id: id,
+            public_key: vec![5; 33],
+            signature: vec![7; 64],
+        }
+    }
+
+    async fn store_with_user(one_time: u32) -> (tempfile::TempDir, Arc<SqliteStore>, Uuid) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let id = Uuid::new_v4();
+        let created = store
+            .create_user(NewUser {
+                id,
+                username: format!("u-{id}"),
+                password_hash: "x".into(),
+                identity: Identity {
+                    identity_key: vec![5; 33],
+                    registration_id: 1,
+                },
+                signed_pre_key: spk(1),
+                one_time_pre_keys: (0..one_time).map(key).collect(),
+                created_at: 0,
+            })
+            .await
+            .unwrap();
+        assert_eq!(created, CreateUser::Created);
+        (dir, store, id)
+    }
+
+    fn upload(
+        identity: Option<Vec<u8>>,
+        verified: Vec<u8>,
+        spk_id: u32,
+        keys: Vec<OneTimePreKey>,
+    ) -> KeyUpload {
+        KeyUpload {
+            identity: identity.map(|identity_key| Identity {
+                identity_key,
+                registration_id: 2,
+            }),
+            verified_against: verified,
+            signed_pre_key: spk(spk_id),
+            one_time_pre_keys: keys,
+            max_one_time_pre_keys: 100,
+        }
+    }
+
+    fn message(recipient: Uuid) -> NewMessage {
+        NewMessage {
+            id: Uuid::new_v4(),
+            recipient,
+            sender: Uuid::new_v4(),
+            timestamp_ms: 1,
+            msg_type: 2,
+            content: vec![1],
+            expires_at: i64::MAX,
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_bundle_fetches_hand_out_distinct_keys() {
+        let (_dir, store, user) = store_with_user(40).await;
+        let fetches = (0..50).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .take_bundle(user)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .one_time_pre_key
+            })
+        });
+        let keys: Vec<_> = futures::future::join_all(fetches)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let handed: Vec<u32> = keys.iter().flatten().map(|k| k.key_id).collect();
+        assert_eq!(handed.len(), 40);
+        assert_eq!(handed.iter().collect::<HashSet<_>>().len(), 40);
+        assert_eq!(store.one_time_pre_key_count(user).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn duplicate_usernames_are_refused() {
+        let (_dir, store, _) = store_with_user(0).await;
+        let (username, _) = sqlx::query_as::<_, (String, String)>("SELECT username, id FROM users")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        let again = NewUser {
+            id: Uuid::new_v4(),
+            username,
+            password_hash: "y".into(),
+            identity: Identity {
+                identity_key: vec![5; 33],
+                registration_id: 1,
+            },
+            signed_pre_key: spk(1),
+            one_time_pre_keys: vec![],
+            created_at: 0,
+        };
+        assert_eq!(
+            store.create_user(again).await.unwrap(),
+            CreateUser::UsernameTaken
+        );
+    }
+
+    #[tokio::test]
+    async fn refill_appends_prunes_oldest_and_needs_a_newer_signed_pre_key() {
+        let (_dir, store, user) = store_with_user(90).await;
+        let same = vec![5; 33];
+        let stale = store
+            .upload_keys(user, upload(None, same.clone(), 1, vec![]))
+            .await
+            .unwrap();
+        assert_eq!(stale, KeyUploadOutcome::StaleSignedPreKey { stored: 1 });
+        let refill = upload(
+            Some(same.clone()),
+            same.clone(),
+            2,
+            (1000..1020).map(key).collect(),
+        );
+        assert_eq!(
+            store.upload_keys(user, refill).await.unwrap(),
+            KeyUploadOutcome::Refilled { remaining: 100 }
+        );
+        // The oldest (ids 0..10) were pruned; the first handed out now is id 10.
+        let bundle = store.take_bundle(user).await.unwrap().unwrap();
+        assert_eq!(bundle.one_time_pre_key.unwrap().key_id, 10);
+        assert_eq!(bundle.signed_pre_key.key_id, 2);
+        assert_eq!(bundle.identity.registration_id, 2);
+        // Signature verified against a key that is no longer stored.
+        let raced = store
+            .upload_keys(user, upload(None, vec![6; 33], 3, vec![]))
+            .await
+            .unwrap();
+        assert_eq!(raced, KeyUploadOutcome::IdentityChanged);
+    }
+
+    #[tokio::test]
+    async fn takeover_replaces_identity_and_deletes_keys_and_messages() {
+        let (_dir, store, user) = store_with_user(5).await;
+        for _ in 0..3 {
+            assert!(store.enqueue_message(message(user)).await.unwrap());
+        }
+        let new_identity = {
+            let mut k = vec![5; 33];
+            k[1] = 9;
+            k
+        };
+        let takeover = upload(
+            Some(new_identity.clone()),
+            new_identity.clone(),
+            1,
+            vec![key(77)],
+        );
+        assert_eq!(
+            store.upload_keys(user, takeover).await.unwrap(),
+            KeyUploadOutcome::TookOver { remaining: 1 }
+        );
+        assert!(
+            store
+                .pending_messages(user, 0, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let bundle = store.take_bundle(user).await.unwrap().unwrap();
+        assert_eq!(bundle.identity.identity_key, new_identity);
+        assert_eq!(bundle.one_time_pre_key.unwrap().key_id, 77);
+    }
+
+    #[tokio::test]
+    async fn messages_page_by_sequence_and_delete_only_for_their_recipient() {
+        let (_dir, store, user) = store_with_user(0).await;
+        assert!(
+            !store
+                .enqueue_message(message(Uuid::new_v4()))
+                .await
+                .unwrap()
+        );
+        let mut ids = vec![];
+        for _ in 0..5 {
+            let m = message(user);
+            ids.push(m.id);
+            assert!(store.enqueue_message(m).await.unwrap());
+        }
+        let first = store.pending_messages(user, 0, 3).await.unwrap();
+        assert_eq!(first.iter().map(|m| m.id).collect::<Vec<_>>(), ids[..3]);
+        let rest = store.pending_messages(user, first[2].seq, 3).await.unwrap();
+        assert_eq!(rest.iter().map(|m| m.id).collect::<Vec<_>>(), ids[3..]);
+        assert_eq!(
+            store.delete_messages(Uuid::new_v4(), &ids).await.unwrap(),
+            0
+        );
+        assert_eq!(store.delete_messages(user, &ids[..2]).await.unwrap(), 2);
+        assert_eq!(store.pending_messages(user, 0, 10).await.unwrap().len(), 3);
+        // A new message never reuses a deleted sequence number.
+        store.delete_messages(user, &ids[2..]).await.unwrap();
+        let m = message(user);
+        store.enqueue_message(m).await.unwrap();
+        assert!(
+            store
+                .pending_messages(user, rest[1].seq, 10)
+                .await
+                .unwrap()
+                .len()
+                == 1
+        );
+    }
+
+    #[tokio::test]
+    async fn refresh_rotation_and_reuse_revokes_the_family() {
+        let (_dir, store, user) = store_with_user(0).await;
+        let family = Uuid::new_v4();
+        let first = [1u8; 32];
+        store
+            .insert_refresh_token(NewRefreshToken {
+                hash: first,
+                user_id: user,
+                family_id: family,
+                expires_at: 100,
+            })
+            .await
+            .unwrap();
+        let second = [2u8; 32];
+        assert_eq!(
+            store
+                .rotate_refresh_token(first, second, 100, 10)
+                .await
+                .unwrap(),
+            Rotation::Rotated { user_id: user }
+        );
+        // Replaying the first token revokes the family: the second dies too.
+        assert_eq!(
+            store
+                .rotate_refresh_token(first, [3u8; 32], 100, 11)
+                .await
+                .unwrap(),
+            Rotation::ReuseDetected
+        );
+        assert_eq!(
+            store
+                .rotate_refresh_token(second, [4u8; 32], 100, 12)
+                .await
+                .unwrap(),
+            Rotation::Invalid
+        );
+        assert_eq!(
+            store
+                .rotate_refresh_token([9u8; 32], [5u8; 32], 100, 12)
+                .await
+                .unwrap(),
+            Rotation::Invalid
+        );
+    }
+
+    #[tokio::test]
+    async fn logout_revokes_only_the_callers_family() {
+        let (_dir, store, user) = store_with_user(0).await;
+        let token = [1u8; 32];
+        store
+            .insert_refresh_token(NewRefreshToken {
+                hash: token,
+                user_id: user,
+                family_id: Uuid::new_v4(),
+                expires_at: 100,
+            })
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .revoke_refresh_family(token, Uuid::new_v4())
+                .await
+                .unwrap()
+        );
+        assert!(store.revoke_refresh_family(token, user).await.unwrap());
+        assert_eq!(
+            store
+                .rotate_refresh_token(token, [2u8; 32], 100, 1)
+                .await
+                .unwrap(),
+            Rotation::Invalid
+        );
+    }
+
+    #[tokio::test]
+    async fn expired_rows_are_purged() {
+        let (_dir, store, user) = store_with_user(0).await;
+        let mut old = message(user);
+        old.expires_at = 5;
+        store.enqueue_message(old).await.unwrap();
+        store.enqueue_message(message(user)).await.unwrap();
+        store
+            .insert_refresh_token(NewRefreshToken {
+                hash: [1; 32],
+                user_id: user,
+                family_id: Uuid::new_v4(),
+                expires_at: 5,
+            })
+            .await
+            .unwrap();
+        let a = Attachment {
+            id: Uuid::new_v4(),
+            size: 3,
+            expires_at: 5,
+        };
+        store.insert_attachment(a, user, 0).await.unwrap();
+        assert!(store.attachment(a.id, 4).await.unwrap().is_some());
+        assert!(store.attachment(a.id, 5).await.unwrap().is_none());
+        assert_eq!(store.expired_attachments(5, 10).await.unwrap(), vec![a.id]);
+        assert_eq!(
+            store.purge_expired(5).await.unwrap(),
+            Purged {
+                messages: 1,
+                refresh_tokens: 1
+            }
+        );
+        assert_eq!(store.pending_messages(user, 0, 10).await.unwrap().len(), 1);
+    }
+}

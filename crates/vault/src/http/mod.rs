@@ -1,0 +1,176 @@
+//! The HTTP API: router, shared state and the connection loop (HTTP/1.1
+//! keep-alive, header/body read timeouts, bounded connection count).
+
+mod auth;
+mod body;
+mod error;
+mod info;
+mod ratelimit;
+mod v1;
+mod v2;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+pub use error::ApiError;
+pub use ratelimit::RateLimits;
+
+use crate::auth::Authenticator;
+use crate::cluster::Cluster;
+use crate::identity::Identity;
+use crate::vault::Vault;
+
+/// Everything the handlers share.
+pub type AppState = Arc<App>;
+
+pub struct App {
+    pub vault: Vault,
+    pub auth: Arc<Authenticator>,
+    pub cluster: Arc<Cluster>,
+    pub limits: Arc<RateLimits>,
+    pub body_timeout: Duration,
+    pub data_dir: PathBuf,
+    pub http_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+}
+
+impl App {
+    /// V1's optional `Authorization: Bearer <session>`: when present it must
+    /// be a valid session of the identity the request is about.
+    fn check_bearer(&self, headers: &HeaderMap, id: &Identity) -> Result<(), ApiError> {
+        let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+            return Ok(());
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(ApiError::InvalidSession)?;
+        match self.auth.verify_session(token)? {
+            ref owner if owner == id => Ok(()),
+            _ => Err(ApiError::InvalidSession),
+        }
+    }
+
+    /// V2's mandatory `X-Session-Token`; the identity comes from it alone.
+    fn session(&self, headers: &HeaderMap) -> Result<Identity, ApiError> {
+        let token = headers
+            .get("x-session-token")
+            .ok_or(ApiError::MissingSession)?;
+        let token = token.to_str().map_err(|_| ApiError::InvalidSession)?;
+        Ok(self.auth.verify_session(token)?)
+    }
+}
+
+/// The complete route table.
+pub fn router(state: AppState) -> Router {
+    let limited = Router::new()
+        .route("/v1/vault/push", post(v1::push))
+        .route("/v1/vault/pull", post(v1::pull))
+        .route("/v1/vault/auth/challenge", post(auth::challenge))
+        .route("/v1/vault/auth/session", post(auth::session))
+        .route("/v2/vault/auth/challenge", post(auth::challenge))
+        .route("/v2/vault/auth/session", post(auth::session))
+        .route("/v2/vault/secrets", get(v2::list))
+        .route(
+            "/v2/vault/secrets/",
+            get(v2::empty_name)
+                .put(v2::empty_name)
+                .delete(v2::empty_name),
+        )
+        .route(
+            "/v2/vault/secrets/{name}",
+            get(v2::get).put(v2::put).delete(v2::delete),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            ratelimit::per_ip,
+        ));
+    Router::new()
+        .route("/v1/vault/health", get(info::health))
+        .route("/v1/vault/status", get(info::status))
+        .route("/v1/vault/guardians", get(info::guardians))
+        .merge(limited)
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn(body::close_if_unread))
+        .with_state(state)
+}
+
+/// Connection-level limits of the HTTP listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// Serves `router` on `listener` until `shutdown`, then lets in-flight
+/// requests finish (at most 10 s).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    opts: ServeOptions,
+    shutdown: CancellationToken,
+) {
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(opts.max_connections));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.header_timeout)
+        .keep_alive(true);
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = router.clone().map_request(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(remote));
+                req
+            },
+        );
+        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = conn.await {
+                tracing::debug!(%remote, error = %e, "http connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish within 10 s");
+    }
+}
