@@ -1,8 +1,8 @@
 //! The vault client: back a secret up across N guardians as Shamir shares
 //! and restore it from any K of them.
 //!
-//! Backup: seal the payload in an [`envelope`](crate::envelope) carrying a
-//! fresh version, split it into N shares (share i → guardian i), push them
+//! Backup: seal the payload in a [`crate::envelope`] carrying a fresh
+//! version, split it into N shares (share i → guardian i), push them
 //! in parallel with a per-guardian timeout; stored when W acknowledged.
 //! Restore: pull from every guardian in parallel, then let
 //! [`recover::recover`] find the newest version that K agreeing shares
