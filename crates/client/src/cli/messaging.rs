@@ -11,7 +11,7 @@ use crate::crypto::{self, MessageContent, RecipientKeys};
 use crate::identity::{KeyStore, PRE_KEY_BATCH, fingerprint};
 use crate::inbox::{self, Contacts, Inbox, Received, Trust};
 use crate::profile::Profile;
-use crate::relay::{GatewayEvent, RelayClient, RelayError};
+use crate::relay::{Gateway, GatewayEvent, RelayClient, RelayError};
 
 /// Largest message body: the relay's default 1 MiB limit minus framing.
 const MAX_BODY_BYTES: usize = 1024 * 1024 - 4096;
@@ -147,28 +147,37 @@ pub async fn listen(args: ListenArgs) -> anyhow::Result<()> {
     );
 
     let mut received = 0usize;
+    let mut backoff = Duration::from_secs(1);
     loop {
         if args.count.is_some_and(|n| received >= n) {
             break;
         }
-        let event = match args.idle_timeout {
-            Some(secs) => {
-                match tokio::time::timeout(Duration::from_secs(secs), gateway.next()).await {
-                    Ok(event) => event?,
-                    Err(_) => {
-                        eprintln!("no message for {secs} s, stopping");
-                        break;
-                    }
-                }
-            }
-            None => gateway.next().await?,
+        let next = match args.idle_timeout {
+            Some(secs) => tokio::time::timeout(Duration::from_secs(secs), gateway.next()).await,
+            None => Ok(gateway.next().await),
         };
-        match event {
-            None => {
-                eprintln!("the relay closed the connection");
+        let event = match next {
+            Ok(Ok(Some(event))) => {
+                backoff = Duration::from_secs(1);
+                event
+            }
+            Err(_elapsed) => {
+                eprintln!(
+                    "no message for {} s, stopping",
+                    args.idle_timeout.unwrap_or(0)
+                );
                 break;
             }
-            Some(GatewayEvent::PreKeyStatus(status)) => {
+            // Connection lost (network, relay restart): messages not yet
+            // ACKed are redelivered, so reconnecting loses nothing.
+            Ok(Ok(None)) | Ok(Err(RelayError::WebSocket(_))) => {
+                gateway = reconnect(&client, &mut backoff).await?;
+                continue;
+            }
+            Ok(Err(e)) => return Err(e.into()),
+        };
+        match event {
+            GatewayEvent::PreKeyStatus(status) => {
                 let count =
                     PRE_KEY_BATCH.saturating_sub(status.one_time_pre_key_count.max(0) as usize);
                 if count > 0 {
@@ -179,7 +188,7 @@ pub async fn listen(args: ListenArgs) -> anyhow::Result<()> {
                     );
                 }
             }
-            Some(GatewayEvent::Envelope(envelope)) => {
+            GatewayEvent::Envelope(envelope) => {
                 // Stored and fsync'd before the ACK: an ACK deletes it on the relay.
                 match inbox::receive(
                     &profile,
@@ -220,4 +229,25 @@ pub async fn listen(args: ListenArgs) -> anyhow::Result<()> {
     }
     gateway.close().await;
     Ok(())
+}
+
+/// Reconnects to the gateway with exponential backoff (1 s doubling to 30 s),
+/// until it works or the session is refused.
+async fn reconnect(client: &RelayClient, backoff: &mut Duration) -> anyhow::Result<Gateway> {
+    loop {
+        eprintln!(
+            "connection to the relay lost; reconnecting in {} s",
+            backoff.as_secs()
+        );
+        tokio::time::sleep(*backoff).await;
+        *backoff = (*backoff * 2).min(Duration::from_secs(30));
+        match client.connect_gateway().await {
+            Ok(gateway) => {
+                eprintln!("reconnected");
+                return Ok(gateway);
+            }
+            Err(e @ (RelayError::SessionExpired | RelayError::NotLoggedIn)) => return Err(e.into()),
+            Err(e) => eprintln!("reconnect failed: {e}"),
+        }
+    }
 }

@@ -79,9 +79,7 @@ impl Gateway {
                 }
                 Message::Close(frame) => {
                     if frame.is_some_and(|f| f.reason == "replaced") {
-                        return Err(RelayError::WebSocket(
-                            "another connection for this account replaced this one".into(),
-                        ));
+                        return Err(RelayError::Replaced);
                     }
                     return Ok(None);
                 }

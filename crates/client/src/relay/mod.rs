@@ -42,6 +42,8 @@ pub enum RelayError {
     Protocol(String),
     #[error("gateway: {0}")]
     WebSocket(String),
+    #[error("another connection for this account replaced this one")]
+    Replaced,
     #[error(transparent)]
     Profile(#[from] ProfileError),
 }

@@ -283,3 +283,77 @@ async fn access_tokens_are_refreshed_transparently() {
     alice.ok(&["keys", "refill", "--count", "1"], b"").await;
     assert_ne!(refresh_token(), second);
 }
+
+#[tokio::test]
+async fn listen_reconnects_after_the_relay_restarts() {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    // A fixed port, so the restarted relay is where the listener expects it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen_addr = format!("127.0.0.1:{port}");
+    let (mut relay, _dir) = crate::support::relay_with(&["--listen", &listen_addr]).await;
+    let url = relay.url("http");
+    let alice = Client::new(&url);
+    let bob = Client::new(&url);
+    alice
+        .ok(&["account", "register", "--username", "alice"], b"")
+        .await;
+    let bob_id = bob
+        .ok(&["account", "register", "--username", "bob"], b"")
+        .await
+        .trim()
+        .to_string();
+
+    let mut listener = tokio::process::Command::new(crate::support::BIN)
+        .args(["listen", "--json", "--count", "1", "--idle-timeout", "60"])
+        .env("OBSCURA_PROFILE", bob.profile.path())
+        .env("OBSCURA_RELAY", &url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(listener.stderr.take().unwrap()).lines();
+    let wait_for = async |lines: &mut tokio::io::Lines<_>, what: &str| {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(what) {
+                return;
+            }
+        }
+        panic!("the listener exited before printing {what:?}");
+    };
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        wait_for(&mut stderr, "listening as"),
+    )
+    .await
+    .expect("listener connects");
+
+    relay.restart().await.unwrap();
+    assert_eq!(relay.url("http"), url, "same address after restart");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        wait_for(&mut stderr, "reconnected"),
+    )
+    .await
+    .expect("listener reconnects");
+    alice
+        .ok(&["send", &bob_id, "-"], b"after the restart")
+        .await;
+
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        listener.wait_with_output(),
+    )
+    .await
+    .expect("listener finishes")
+    .unwrap();
+    assert!(out.status.success());
+    let got = listen_json(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(got[0]["text"], "after the restart");
+}

@@ -16,14 +16,16 @@ pub async fn relay() -> (Server, TempDir) {
     relay_with(&[]).await
 }
 
-/// [`relay`] with extra command-line flags.
+/// [`relay`] with extra command-line flags (`--listen` among them replaces
+/// the default ephemeral port).
 pub async fn relay_with(extra: &[&str]) -> (Server, TempDir) {
     let dir = obscura_testkit::data_dir();
     let data = dir.path().to_string_lossy().into_owned();
-    let mut args = vec![
-        "relay",
-        "--listen",
-        "127.0.0.1:0",
+    let mut args = vec!["relay"];
+    if !extra.contains(&"--listen") {
+        args.extend(["--listen", "127.0.0.1:0"]);
+    }
+    args.extend([
         "--mgmt-listen",
         "127.0.0.1:0",
         "--data-dir",
@@ -44,7 +46,7 @@ pub async fn relay_with(extra: &[&str]) -> (Server, TempDir) {
         "1000",
         "--rate-limit-burst",
         "1000",
-    ];
+    ]);
     args.extend_from_slice(extra);
     let server = Server::start(BIN, &args, &[], &["http", "mgmt"])
         .await
