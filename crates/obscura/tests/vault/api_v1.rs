@@ -345,3 +345,20 @@ async fn answers_to_unread_bodies_close_the_connection() {
     assert_eq!(r.status(), 404);
     assert!(r.headers().get("connection").is_none());
 }
+
+#[tokio::test]
+async fn options_come_from_environment_variables() {
+    let dir = obscura_testkit::data_dir();
+    let envs = [
+        ("OBSCURA_GUARDIAN_THRESHOLD", "5"),
+        ("OBSCURA_GUARDIAN_MAX_SECRETS", "1"),
+    ];
+    let g = Guardian::start_with_env(dir.path(), &[], &envs).await;
+    assert_eq!(g.get("/v1/vault/guardians").await.1["threshold"], 5);
+    let token = g.session(&identity(), "v2").await;
+    assert_eq!(g.put_secret(&token, "first", b"x", 1).await.0, 200);
+    assert_eq!(
+        g.put_secret(&token, "second", b"x", 1).await,
+        (409, err("too many secrets"))
+    );
+}
