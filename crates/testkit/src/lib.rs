@@ -141,7 +141,7 @@ async fn spawn(
         .kill_on_drop(true)
         .env(
             "OBSCURA_LOG",
-            std::env::var("OBSCURA_LOG").unwrap_or_else(|_| "warn".into()),
+            std::env::var("OBSCURA_LOG").unwrap_or_else(|_| "error".into()),
         );
     for (k, v) in envs {
         cmd.env(k, v);
