@@ -1,5 +1,7 @@
 //! `obscura`: one binary for the relay, the vault guardian and the client.
 
+mod dev;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -19,6 +21,8 @@ enum Command {
     Relay(Box<obscura_relay::cli::RelayArgs>),
     /// Run a vault guardian.
     Guardian(obscura_vault::cli::GuardianArgs),
+    /// Run a local cluster: a relay and N guardians, until Ctrl-C.
+    Dev(dev::DevArgs),
     #[command(flatten)]
     Client(obscura_client::cli::ClientCommand),
 }
@@ -39,6 +43,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Relay(args) => obscura_relay::run(*args).await,
             Command::Guardian(args) => obscura_vault::run(args).await,
+            Command::Dev(args) => dev::run(args).await,
             Command::Client(cmd) => obscura_client::cli::run(cmd).await,
         }
     })

@@ -111,6 +111,14 @@ pub struct ServeArgs {
     #[arg(long, env = "OBSCURA_GUARDIAN_BODY_TIMEOUT_SECS", default_value_t = 30)]
     pub body_timeout_secs: u64,
 
+    /// Seconds a client may leave an answer unread (a blocked write) before its connection is closed.
+    #[arg(
+        long,
+        env = "OBSCURA_GUARDIAN_WRITE_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub write_timeout_secs: u64,
+
     /// Seconds a peer connection may stay silent before it is closed.
     #[arg(
         long,

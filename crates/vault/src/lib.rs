@@ -99,6 +99,7 @@ pub async fn run(args: GuardianArgs) -> anyhow::Result<()> {
 
     let opts = http::ServeOptions {
         header_timeout: settings.header_timeout,
+        write_timeout: settings.write_timeout,
         max_connections: settings.max_connections,
     };
     http::serve(http_listener, http::router(app), opts, shutdown).await;

@@ -30,6 +30,11 @@ impl Guardian {
     }
 
     pub async fn start_in(dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(dir, extra, &[]).await
+    }
+
+    /// Like [`Guardian::start_in`], with environment variables.
+    pub async fn start_with_env(dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Self {
         let dir = dir.to_str().expect("utf-8 path").to_string();
         let mut args = vec![
             "guardian",
@@ -45,7 +50,7 @@ impl Guardian {
             "0",
         ];
         args.extend_from_slice(extra);
-        let server = Server::start(BIN, &args, &[], &["http", "peer"])
+        let server = Server::start(BIN, &args, envs, &["http", "peer"])
             .await
             .expect("guardian starts");
         Self {

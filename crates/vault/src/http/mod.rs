@@ -5,6 +5,7 @@ mod auth;
 mod body;
 mod error;
 mod info;
+mod io;
 mod ratelimit;
 mod v1;
 mod v2;
@@ -115,6 +116,8 @@ pub fn router(state: AppState) -> Router {
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
     pub header_timeout: Duration,
+    /// How long a write may stay blocked on a client that does not read.
+    pub write_timeout: Duration,
     pub max_connections: usize,
 }
 
@@ -157,7 +160,10 @@ pub async fn serve(
                 req
             },
         );
-        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+        let conn = builder.serve_connection(
+            TokioIo::new(io::WriteTimeout::new(stream, opts.write_timeout)),
+            TowerToHyperService::new(svc),
+        );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _permit = permit;

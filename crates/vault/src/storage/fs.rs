@@ -15,6 +15,7 @@
 //! in the same directory sync.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -174,11 +175,10 @@ impl FsStore {
         counts: &'a mut HashMap<Identity, usize>,
         identity: &Identity,
     ) -> Result<&'a mut usize, StoreError> {
-        if !counts.contains_key(identity) {
-            let n = self.secret_names(identity)?.len();
-            counts.insert(identity.clone(), n);
-        }
-        Ok(counts.entry(identity.clone()).or_insert(0))
+        Ok(match counts.entry(identity.clone()) {
+            Entry::Occupied(count) => count.into_mut(),
+            Entry::Vacant(slot) => slot.insert(self.secret_names(identity)?.len()),
+        })
     }
 
     /// Secrets of an identity whose record exists (half-created directories
