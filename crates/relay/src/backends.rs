@@ -1,6 +1,7 @@
-//! Start-up wiring: turns [`BackendConfig`] into the trait objects the relay
-//! runs on. The embedded default is SQLite + local files + in-process
-//! fan-out and limits; a cluster node uses PostgreSQL, Redis and S3.
+//! Start-up wiring: turns [`BackendConfig`](crate::config::BackendConfig)
+//! into the trait objects the relay runs on. The embedded default is
+//! SQLite, local files, in-process fan-out and limits; a cluster node uses
+//! PostgreSQL, Redis and S3.
 
 use std::sync::Arc;
 
@@ -8,7 +9,9 @@ use anyhow::Context;
 
 use crate::blobs::{BlobStore, LocalBlobs, S3Blobs};
 use crate::config::{Config, Database, Storage};
-use crate::fanout::{Fanout, LocalFanout};
+use crate::fanout::{Fanout, LocalFanout, RedisFanout};
+use crate::health::{Probe, Readiness, RedisProbe, S3Probe, StoreProbe};
+use crate::ratelimit::redis::RedisLimiter;
 use crate::ratelimit::{GovernorLimiter, RateLimiter};
 use crate::store::{PgStore, SqliteStore, Store};
 
@@ -39,11 +42,14 @@ pub struct Backends {
     pub blobs: Arc<dyn BlobStore>,
     pub fanout: Arc<dyn Fanout>,
     pub limiter: Arc<dyn RateLimiter>,
+    /// What `/readyz` checks.
+    pub readiness: Readiness,
 }
 
 /// Connects every configured backend; a clear error names the one that failed.
 pub async fn connect(config: &Config) -> anyhow::Result<Backends> {
-    let store = match &config.backends.database {
+    let b = &config.backends;
+    let store = match &b.database {
         Database::Sqlite => StoreHandle::Sqlite(Arc::new(
             SqliteStore::open(&config.data_dir)
                 .await
@@ -55,24 +61,46 @@ pub async fn connect(config: &Config) -> anyhow::Result<Backends> {
                 .context("connecting to PostgreSQL (--database-url)")?,
         )),
     };
-    let blobs: Arc<dyn BlobStore> = match &config.backends.storage {
+    let mut probes: Vec<Arc<dyn Probe>> = vec![Arc::new(StoreProbe(store.store()))];
+    let blobs: Arc<dyn BlobStore> = match &b.storage {
         Storage::Local => Arc::new(
             LocalBlobs::open(&config.data_dir.join("attachments"))
                 .await
                 .context("attachment directory")?,
         ),
-        Storage::S3(settings) => Arc::new(
-            S3Blobs::open(settings, config.backends.connect_timeout)
-                .await
-                .context("attachment storage (--storage s3://…)")?,
-        ),
+        Storage::S3(settings) => {
+            let s3 = Arc::new(
+                S3Blobs::open(settings, b.connect_timeout)
+                    .await
+                    .context("attachment storage (--storage s3://…)")?,
+            );
+            probes.push(Arc::new(S3Probe(s3.clone())));
+            s3
+        }
     };
-    let fanout: Arc<dyn Fanout> = Arc::new(LocalFanout::new());
-    let limiter: Arc<dyn RateLimiter> = Arc::new(GovernorLimiter::new(config.rate_limits));
+    let (fanout, limiter): (Arc<dyn Fanout>, Arc<dyn RateLimiter>) = match &b.redis {
+        None => (
+            Arc::new(LocalFanout::new()),
+            Arc::new(GovernorLimiter::new(config.rate_limits)),
+        ),
+        Some(redis) => {
+            let fanout = RedisFanout::connect(redis, b.delivery_poll, b.connect_timeout).await?;
+            let conn = crate::redis_client::connect(redis, b.connect_timeout).await?;
+            probes.push(Arc::new(RedisProbe(conn.clone())));
+            let limiter = RedisLimiter::new(
+                conn,
+                &redis.key_prefix,
+                config.rate_limits,
+                redis.on_failure,
+            );
+            (Arc::new(fanout), Arc::new(limiter))
+        }
+    };
     Ok(Backends {
         store,
         blobs,
         fanout,
         limiter,
+        readiness: Readiness::new(probes),
     })
 }

@@ -15,9 +15,11 @@ pub mod domain;
 pub mod error;
 pub mod fanout;
 pub mod gateway;
+pub mod health;
 pub mod http;
 pub mod jobs;
 pub mod ratelimit;
+pub mod redis_client;
 pub mod store;
 
 use std::io::Write;
@@ -79,6 +81,7 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
         relay: relay.clone(),
         shutdown: shutdown.clone(),
         sessions: sessions.clone(),
+        readiness: Arc::new(backends.readiness.clone()),
     };
 
     let api = TcpListener::bind(relay.config.listen)
