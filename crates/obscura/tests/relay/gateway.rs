@@ -213,3 +213,39 @@ async fn replacement_redelivers_unacknowledged_messages() {
     first.expect_closed().await;
     assert_eq!(second.envelope().await.id, env.id);
 }
+
+/// Five simultaneous connections of one user settle on exactly one live socket.
+#[tokio::test]
+async fn concurrent_connections_settle_on_one_socket() {
+    let relay = Relay::start().await;
+    let sender = relay.register(12).await;
+    let user = relay.register(12).await;
+    let mut sockets = futures::future::join_all((0..5).map(|_| relay.connect(&user.token))).await;
+    let mut open = vec![true; sockets.len()];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        for (socket, open) in sockets.iter_mut().zip(open.iter_mut()) {
+            if *open {
+                *open = socket.is_open().await;
+            }
+        }
+        let n = open.iter().filter(|o| **o).count();
+        assert!(n >= 1, "every connection was closed; none survived");
+        if n == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "more than one socket stayed open for one user: {open:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let survivor = open.iter().position(|o| *o).unwrap();
+    relay
+        .send_ok(&sender.token, &user.id, &message(2, b"to the survivor"))
+        .await;
+    assert_eq!(
+        sockets[survivor].envelope().await.message.unwrap().content,
+        b"to the survivor"
+    );
+}
