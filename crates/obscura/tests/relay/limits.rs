@@ -464,3 +464,55 @@ async fn path_traversal_reaches_nothing() {
         resp.assert_error(&[400, 404]);
     }
 }
+
+/// After answering an over-limit request without reading its body, the
+/// server either says `Connection: close` or keeps the connection usable;
+/// silently dropping it makes a keep-alive client's next request fail.
+#[tokio::test]
+async fn early_rejections_leave_the_connection_usable_or_say_close() {
+    use tokio::io::AsyncWriteExt;
+    let relay = Relay::start_with(&[
+        "--storage-max-size-bytes",
+        "65536",
+        "--max-message-bytes",
+        "4096",
+    ])
+    .await;
+    let alice = relay.register(12).await;
+    let bob = relay.register(12).await;
+    let cases = [
+        ("/v1/attachments".to_string(), 65_537usize, &[400u16][..]),
+        (format!("/v1/messages/{}", bob.id), 4_097, &[400, 413][..]),
+    ];
+    for (path, len, statuses) in cases {
+        let mut stream = tokio::net::TcpStream::connect(relay.addr()).await.unwrap();
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: r\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/octet-stream\r\nContent-Length: {len}\r\n\r\n",
+            alice.token
+        )
+        .into_bytes();
+        request.extend(std::iter::repeat_n(0x41u8, len));
+        stream.write_all(&request).await.unwrap();
+        let first = tokio::time::timeout(TIMEOUT, read_response(&mut stream))
+            .await
+            .unwrap()
+            .unwrap();
+        first.assert_error(statuses);
+        if first
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
+            continue;
+        }
+        // Keep-alive was implied: the next request on this connection must work.
+        let probe = format!("GET /v1/keys/{} HTTP/1.1\r\nHost: r\r\n\r\n", bob.id);
+        let sent = stream.write_all(probe.as_bytes()).await;
+        let second = tokio::time::timeout(TIMEOUT, read_response(&mut stream)).await;
+        assert!(
+            sent.is_ok() && matches!(&second, Ok(Ok(r)) if r.status == 200),
+            "{path}: {} without `Connection: close`, then the connection was dropped ({sent:?}, {second:?})",
+            first.status
+        );
+    }
+}
