@@ -510,7 +510,7 @@ async fn concurrent_senders_to_an_online_recipient_lose_nothing() {
         })
         .collect();
 
-    let mut next = vec![0usize; SENDERS];
+    let mut next = [0usize; SENDERS];
     let mut ids = HashSet::new();
     for _ in 0..SENDERS * EACH {
         let env = socket.envelope().await;
