@@ -38,6 +38,10 @@ async fn handshake_requires_a_valid_token() {
         .await
         .expect("valid token");
     assert_eq!(resp.status().as_u16(), 101);
+    assert!(
+        resp.headers().contains_key("x-request-id"),
+        "x-request-id on the 101 too"
+    );
 }
 
 #[tokio::test]
