@@ -253,3 +253,35 @@ async fn concurrent_connections_settle_on_one_socket() {
         b"to the survivor"
     );
 }
+
+/// Besides `?token=`, the relay accepts `Authorization: Bearer` on the
+/// handshake (server author's note in the contract); both are checked.
+#[tokio::test]
+async fn handshake_accepts_a_bearer_header() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let relay = Relay::start().await;
+    let user = relay.register(12).await;
+    let url = format!("ws://{}/v1/gateway", relay.addr());
+    let mut req = url.clone().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", user.token).parse().unwrap(),
+    );
+    let (_ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("bearer header accepted");
+    assert_eq!(resp.status().as_u16(), 101);
+
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}x", user.token).parse().unwrap(),
+    );
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 401),
+        other => panic!(
+            "a bad bearer must be refused with 401, got {:?}",
+            other.map(|(_, r)| r.status())
+        ),
+    }
+}
