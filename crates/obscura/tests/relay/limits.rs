@@ -92,6 +92,10 @@ async fn auth_endpoints_are_rate_limited_per_ip() {
             .send()
     };
     requests_until_429(6, register).await;
+
+    // The strict auth bucket does not spill over onto other routes.
+    let resp = relay.get_bundle(&uuid::Uuid::new_v4().to_string()).await;
+    expect_error(resp, 404).await;
 }
 
 #[tokio::test]
@@ -174,6 +178,21 @@ async fn authenticated_routes_are_rate_limited_per_user() {
     );
     // Bob has his own bucket.
     expect_empty(put(bob.token.clone(), "bob".into()).await.unwrap(), 200).await;
+
+    // retry-after is honest: once it has passed (plus slack), alice may go on.
+    let recovered = eventually(std::time::Duration::from_secs(3), || async {
+        put(alice.token.clone(), "again".into())
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+            == 200
+    })
+    .await;
+    assert!(
+        recovered,
+        "still limited well after retry-after at 1 request/s"
+    );
 }
 
 #[tokio::test]
