@@ -285,3 +285,37 @@ async fn handshake_accepts_a_bearer_header() {
         ),
     }
 }
+
+/// Idle sockets are cheap: 200 of them must not cost the server anywhere
+/// near tungstenite's default buffers (128 KiB read buffer per connection).
+#[tokio::test]
+async fn idle_sockets_stay_cheap() {
+    const SOCKETS: u64 = 200;
+    let relay = Relay::start().await;
+    let mut users = Vec::new();
+    for _ in 0..SOCKETS {
+        users.push(relay.register(12).await);
+    }
+    // Warm up one connection so one-time allocations are not counted.
+    let warm = relay.connect(&users[0].token).await;
+    warm.close().await;
+    let before = relay.server.rss_bytes().expect("rss");
+    let mut sockets = Vec::new();
+    for user in &users {
+        let mut socket = relay.connect(&user.token).await;
+        socket.sync().await;
+        sockets.push(socket);
+    }
+    let after = relay.server.rss_bytes().expect("rss");
+    let per_socket = after.saturating_sub(before) / SOCKETS;
+    eprintln!(
+        "server RSS {} KiB -> {} KiB: {} B per idle socket",
+        before / 1024,
+        after / 1024,
+        per_socket
+    );
+    assert!(
+        per_socket < 48 * 1024,
+        "{per_socket} bytes of server memory per idle WebSocket"
+    );
+}
