@@ -255,9 +255,9 @@ async fn oversize_attachment_is_400_with_and_without_content_length() {
 #[tokio::test]
 async fn attachments_expire_after_the_ttl() {
     let relay =
-        Relay::start_with(&["--attachment-ttl-secs", "2", "--cleanup-interval-secs", "1"]).await;
+        Relay::start_with(&["--attachment-ttl-secs", "3", "--cleanup-interval-secs", "1"]).await;
     let user = relay.register(12).await;
-    let id = upload_ok(&relay, &user.token, pattern(10_000, 3), 2).await;
+    let id = upload_ok(&relay, &user.token, pattern(10_000, 3), 3).await;
     assert_eq!(
         download(&relay, &user.token, &id).await.status().as_u16(),
         200,
