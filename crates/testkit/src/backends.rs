@@ -171,7 +171,12 @@ impl Drop for Deployment {
         if Arc::strong_count(&self.s3) > 1 {
             return;
         }
-        // Best effort: a leftover schema is harmless (CI drops t_* first).
+        // Best effort: leftovers are harmless (CI drops t_* schemas first;
+        // rate-limit keys expire by themselves).
+        forget_redis_key(
+            &self.services.redis_url,
+            &format!("{}:generation", self.redis_prefix),
+        );
         let url = self.services.database_url.clone();
         let sql = format!(
             "SET lock_timeout = '2s'; DROP SCHEMA IF EXISTS \"{}\" CASCADE",
@@ -193,6 +198,19 @@ impl Drop for Deployment {
     }
 }
 
+/// `DEL key` as an inline command on a plain socket (no client needed).
+fn forget_redis_key(url: &str, key: &str) {
+    use std::io::{Read, Write};
+    let Ok(addr) = socket_addr(url) else {
+        return;
+    };
+    if let Ok(mut conn) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+        let _ = conn.write_all(format!("DEL {key}\r\n").as_bytes());
+        let _ = conn.read(&mut [0u8; 64]);
+    }
+}
+
 fn count_files(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir)
         .into_iter()
@@ -210,7 +228,7 @@ fn count_files(dir: &std::path::Path) -> usize {
 pub struct S3Server {
     pub addr: SocketAddr,
     pub root: tempfile::TempDir,
-    _child: Child,
+    child: std::sync::Mutex<Child>,
 }
 
 impl S3Server {
@@ -248,21 +266,33 @@ impl S3Server {
         Ok(S3Server {
             addr,
             root,
-            _child: child,
+            child: std::sync::Mutex::new(child),
         })
     }
+
+    /// SIGKILL: the object store becomes unreachable (outage tests).
+    pub fn kill(&self) {
+        if let Ok(mut child) = self.child.lock() {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+/// The `host:port` of a service URL, resolved.
+fn socket_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    host_port
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {host_port}"))?
+        .next()
+        .with_context(|| format!("no address for {host_port}"))
 }
 
 /// A TCP connection to the URL's host:port succeeds within a second.
 fn reachable(what: &str, url: &str) -> anyhow::Result<()> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let addr = host_port
-        .to_socket_addrs()
-        .with_context(|| format!("{what}: cannot resolve {host_port}"))?
-        .next()
-        .with_context(|| format!("{what}: no address for {host_port}"))?;
+    let addr = socket_addr(url).with_context(|| what.to_string())?;
     TcpStream::connect_timeout(&addr, Duration::from_secs(1))
         .with_context(|| format!("{what} not reachable at {addr}"))?;
     Ok(())

@@ -17,13 +17,19 @@ mod support;
 mod delivery;
 mod failover;
 mod limits;
+mod operations;
 
-use obscura_testkit::backends::Backend;
+use obscura_testkit::backends::{Backend, Deployment};
 use support::Relay;
 
 /// Three nodes of one fresh deployment, sharing a JWT secret (as every
 /// node of a real deployment must), or `None` when the test is skipped.
 pub async fn cluster(test: &str, extra: &[&str]) -> Option<Vec<Relay>> {
+    cluster_on(test, extra).await.map(|(_, nodes)| nodes)
+}
+
+/// As [`cluster`], with the deployment (to add nodes or inspect services).
+pub async fn cluster_on(test: &str, extra: &[&str]) -> Option<(Deployment, Vec<Relay>)> {
     let Backend::Postgres(services) = Backend::postgres(test)? else {
         return None;
     };
@@ -31,12 +37,24 @@ pub async fn cluster(test: &str, extra: &[&str]) -> Option<Vec<Relay>> {
         .deployment()
         .await
         .expect("a PostgreSQL schema, Redis prefix and S3 server");
-    let secret = format!("cluster-test-secret-{}", deployment.schema);
-    let mut args = vec!["--jwt-secret", &secret, "--delivery-poll-secs", "3600"];
-    args.extend_from_slice(extra);
+    let args = node_args(&deployment, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut nodes = Vec::new();
     for _ in 0..3 {
         nodes.push(Relay::start_node(Some(deployment.clone()), &args, &[]).await);
     }
-    Some(nodes)
+    Some((deployment, nodes))
+}
+
+/// Flags every node of `deployment` shares (besides its backends).
+pub fn node_args(deployment: &Deployment, extra: &[&str]) -> Vec<String> {
+    let secret = format!("cluster-test-secret-{}", deployment.schema);
+    let mut args: Vec<String> = vec![
+        "--jwt-secret".into(),
+        secret,
+        "--delivery-poll-secs".into(),
+        "3600".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
 }

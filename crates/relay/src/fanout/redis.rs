@@ -9,10 +9,13 @@
 //!   older than `generation`.
 //!
 //! One live socket per user across nodes: every new session (and every
-//! takeover) draws a generation from `INCR <prefix>:gen:<id>` and publishes
-//! `close … <generation>`; a node closes its session for that user when the
-//! session's own generation is lower. Generations are totally ordered, so of
-//! two simultaneous connections on two nodes exactly the later INCR survives.
+//! takeover) draws a generation from `INCR <prefix>:generation` (one counter
+//! for the deployment, so Redis holds no per-user state) and publishes
+//! `close … <generation>` on the user's channel; a node closes its session
+//! for that user when the session's own generation is lower. Generations are
+//! totally ordered, so of two simultaneous connections on two nodes exactly
+//! the later INCR survives. A session whose INCR failed (Redis down) counts
+//! as generation 0: it yields to any newer session that got one.
 //!
 //! Pub/sub is a hint, the database is the truth: sessions also re-read the
 //! store every `--delivery-poll-secs` ([`Fanout::poll_interval`]), and
@@ -136,8 +139,8 @@ impl RedisFanout {
         format!("{}:user:{user}", self.inner.prefix)
     }
 
-    fn generation_key(&self, user: Uuid) -> String {
-        format!("{}:gen:{user}", self.inner.prefix)
+    fn generation_key(&self) -> String {
+        format!("{}:generation", self.inner.prefix)
     }
 
     fn users(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, LocalUser>> {
@@ -165,13 +168,12 @@ impl RedisFanout {
         let this = self.clone();
         tokio::spawn(async move {
             let mut conn = this.inner.publisher.clone();
-            let generation: u64 = match conn.incr(this.generation_key(user), 1u64).await {
-                Ok(g) => g,
-                Err(e) => {
-                    tracing::warn!(error = %e, %user, "Redis INCR failed; older sessions on other nodes stay open");
-                    return;
-                }
-            };
+            let drawn: redis::RedisResult<u64> = conn.incr(this.generation_key(), 1u64).await;
+            if let Err(e) = &drawn {
+                tracing::warn!(error = %e, %user, "Redis INCR failed; older sessions on other nodes stay open");
+            }
+            // Without a generation a session yields to any session that has one.
+            let generation = drawn.as_ref().copied().unwrap_or(0);
             if let Some(session) = session {
                 let close = {
                     let mut users = this.users();
@@ -189,6 +191,9 @@ impl RedisFanout {
                 if let Some(reason) = close {
                     this.inner.local.disconnect(user, reason);
                 }
+            }
+            if drawn.is_err() {
+                return;
             }
             let payload = encode(this.inner.node, Event::Close(reason, generation));
             if let Err(e) = conn.publish::<_, _, ()>(this.channel(user), payload).await {
