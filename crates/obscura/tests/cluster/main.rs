@@ -17,6 +17,7 @@ mod support;
 mod delivery;
 mod failover;
 mod limits;
+mod measure;
 mod operations;
 
 use obscura_testkit::backends::{Backend, Deployment};
