@@ -67,7 +67,10 @@ impl Backend {
                 panic!("{test}: backend services required (OBSCURA_REQUIRE_BACKENDS=1): {reason:#}")
             }
             Err(reason) => {
-                eprintln!("SKIPPED {test}: {reason:#}");
+                // Straight to stderr: the test harness captures eprintln!
+                // of passing tests, and a skip must be visible.
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason:#}");
                 None
             }
         }

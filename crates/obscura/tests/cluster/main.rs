@@ -19,6 +19,7 @@ mod failover;
 mod limits;
 mod measure;
 mod operations;
+mod outage;
 
 use obscura_testkit::backends::{Backend, Deployment};
 use support::Relay;
