@@ -20,6 +20,7 @@ mod limits;
 mod measure;
 mod operations;
 mod outage;
+mod startup;
 
 use obscura_testkit::backends::{Backend, Deployment};
 use support::Relay;

@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, Postgres, Row, Transaction};
 use uuid::Uuid;
 
@@ -28,7 +28,7 @@ use crate::domain::sessions::{TokenState, classify_refresh_token};
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How the relay reaches PostgreSQL.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgSettings {
     /// `postgres://user:pass@host:port/db?…`
     pub url: String,
@@ -39,6 +39,18 @@ pub struct PgSettings {
     pub acquire_timeout: Duration,
     /// How long start-up keeps retrying (with back-off) an unreachable server.
     pub connect_timeout: Duration,
+}
+
+/// Never prints the URL: it usually carries a password.
+impl std::fmt::Debug for PgSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSettings")
+            .field("schema", &self.schema)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 pub struct PgStore {
@@ -59,26 +71,29 @@ impl PgStore {
     pub async fn open(settings: &PgSettings) -> StoreResult<Self> {
         let base: PgConnectOptions = settings.url.parse()?;
         let base = base.application_name("obscura-relay");
+        if let Some(schema) = &settings.schema
+            && !valid_schema_name(schema)
+        {
+            return Err(StoreError::Corrupt(format!(
+                "invalid schema name {schema:?} (use [a-z_][a-z0-9_]*)"
+            )));
+        }
+        // Reachability first, retried with back-off; then the schema.
+        let mut conn = retry(settings.connect_timeout, || base.connect()).await?;
+        if let Some(schema) = &settings.schema {
+            create_schema(&mut conn, schema).await?;
+        }
+        conn.close().await?;
         let options = match &settings.schema {
-            Some(schema) => {
-                if !valid_schema_name(schema) {
-                    return Err(StoreError::Corrupt(format!(
-                        "invalid schema name {schema:?} (use [a-z_][a-z0-9_]*)"
-                    )));
-                }
-                create_schema(&base, schema, settings.connect_timeout).await?;
-                base.options([("search_path", schema.as_str())])
-            }
+            Some(schema) => base.options([("search_path", schema.as_str())]),
             None => base,
         };
-        let pool = retry(settings.connect_timeout, || {
-            PgPoolOptions::new()
-                .max_connections(settings.max_connections)
-                .min_connections(1)
-                .acquire_timeout(settings.acquire_timeout)
-                .connect_with(options.clone())
-        })
-        .await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .min_connections(1)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options)
+            .await?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }
@@ -88,7 +103,8 @@ impl PgStore {
     }
 }
 
-/// Retries `connect` with exponential back-off (100 ms … 2 s) until `within` passed.
+/// Retries `connect` while the server is unreachable, with exponential
+/// back-off (100 ms … 2 s), until `within` passed.
 async fn retry<T, F, Fut>(within: Duration, mut connect: F) -> Result<T, sqlx::Error>
 where
     F: FnMut() -> Fut,
@@ -99,9 +115,7 @@ where
     loop {
         match connect().await {
             Ok(v) => return Ok(v),
-            Err(e @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut))
-                if tokio::time::Instant::now() + delay < deadline =>
-            {
+            Err(e @ sqlx::Error::Io(_)) if tokio::time::Instant::now() + delay < deadline => {
                 tracing::warn!(error = %e, "PostgreSQL not reachable yet; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
@@ -113,20 +127,18 @@ where
 
 /// `CREATE SCHEMA IF NOT EXISTS` races with itself when several nodes start
 /// at once (a unique violation in the catalog): re-check before failing.
-async fn create_schema(base: &PgConnectOptions, schema: &str, within: Duration) -> StoreResult<()> {
-    let mut conn = retry(within, || base.connect()).await?;
+async fn create_schema(conn: &mut PgConnection, schema: &str) -> StoreResult<()> {
     let sql = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
-    if let Err(e) = sqlx::query(&sql).execute(&mut conn).await {
+    if let Err(e) = sqlx::query(&sql).execute(&mut *conn).await {
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
                 .bind(schema)
-                .fetch_one(&mut conn)
+                .fetch_one(&mut *conn)
                 .await?;
         if !exists {
             return Err(e.into());
         }
     }
-    conn.close().await?;
     Ok(())
 }
 
