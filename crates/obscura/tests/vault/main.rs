@@ -5,5 +5,6 @@ mod api_v1;
 mod auth;
 mod cluster;
 mod common;
+mod limits;
 mod storage;
 mod v2;

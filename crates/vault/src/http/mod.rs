@@ -20,9 +20,8 @@ use axum::extract::ConnectInfo;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -129,7 +128,6 @@ pub async fn serve(
     opts: ServeOptions,
     shutdown: CancellationToken,
 ) {
-    let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(opts.max_connections));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -154,29 +152,70 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let svc = router.clone().map_request(
-            move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(remote));
-                req
-            },
-        );
-        let conn = builder.serve_connection(
-            TokioIo::new(io::WriteTimeout::new(stream, opts.write_timeout)),
-            TowerToHyperService::new(svc),
-        );
-        let conn = graceful.watch(conn);
+        let conn = Connection {
+            builder: builder.clone(),
+            router: router.clone(),
+            write_timeout: opts.write_timeout,
+            shutdown: shutdown.clone(),
+        };
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = conn.await {
-                tracing::debug!(%remote, error = %e, "http connection ended with an error");
-            }
+            conn.run(stream, remote).await;
         });
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+    // Every live connection holds a permit: all of them back means all done.
+    let all = u32::try_from(opts.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(Duration::from_secs(10), permits.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!("in-flight requests did not finish within 10 s");
+    }
+}
+
+/// One client connection: HTTP/1.1 until either side ends it, then, when
+/// its last answer left a request body unread, a lingering close.
+struct Connection {
+    builder: hyper::server::conn::http1::Builder,
+    router: Router,
+    write_timeout: Duration,
+    shutdown: CancellationToken,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream, remote: SocketAddr) {
+        let linger = io::LingerOnClose::default();
+        let flag = linger.clone();
+        let svc =
+            self.router
+                .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(remote));
+                    req.extensions_mut().insert(flag.clone());
+                    req
+                });
+        let mut conn = self.builder.serve_connection(
+            TokioIo::new(io::WriteTimeout::new(stream, self.write_timeout)),
+            TowerToHyperService::new(svc),
+        );
+        // Without hyper's own shutdown of the socket: it is ours to close,
+        // possibly after lingering.
+        let mut stopping = false;
+        let ended = loop {
+            tokio::select! {
+                r = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => break r,
+                () = self.shutdown.cancelled(), if !stopping => {
+                    stopping = true;
+                    Pin::new(&mut conn).graceful_shutdown();
+                }
+            }
+        };
+        if let Err(e) = ended {
+            tracing::debug!(%remote, error = %e, "http connection ended with an error");
+        }
+        let parts = conn.into_parts();
+        if linger.requested() {
+            io::linger(parts.io.into_inner(), parts.read_buf.len()).await;
+        }
     }
 }
