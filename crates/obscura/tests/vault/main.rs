@@ -6,5 +6,6 @@ mod auth;
 mod cluster;
 mod common;
 mod limits;
+mod observability;
 mod storage;
 mod v2;
