@@ -5,6 +5,7 @@ mod api_v1;
 mod auth;
 mod cluster;
 mod common;
+mod docs;
 mod limits;
 mod observability;
 mod storage;
