@@ -70,7 +70,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Backends> {
         ),
         Storage::S3(settings) => {
             let s3 = Arc::new(
-                S3Blobs::open(settings, b.connect_timeout)
+                S3Blobs::open(settings, b.backoff)
                     .await
                     .context("attachment storage (--storage s3://…)")?,
             );
@@ -84,8 +84,8 @@ pub async fn connect(config: &Config) -> anyhow::Result<Backends> {
             Arc::new(GovernorLimiter::new(config.rate_limits)),
         ),
         Some(redis) => {
-            let fanout = RedisFanout::connect(redis, b.delivery_poll, b.connect_timeout).await?;
-            let conn = crate::redis_client::connect(redis, b.connect_timeout).await?;
+            let fanout = RedisFanout::connect(redis, b.delivery_poll).await?;
+            let conn = crate::redis_client::connect(redis).await?;
             probes.push(Arc::new(RedisProbe(conn.clone())));
             let limiter = RedisLimiter::new(
                 conn,

@@ -148,6 +148,10 @@ pub struct RelayArgs {
     #[arg(long, env = "OBSCURA_CONNECT_TIMEOUT_SECS", value_name = "SECS")]
     pub connect_timeout_secs: Option<u64>,
 
+    /// Longest pause between two attempts to reach PostgreSQL, Redis or S3, in milliseconds (back-off doubles from 100 ms). [default: 2000]
+    #[arg(long, env = "OBSCURA_BACKOFF_MAX_MS", value_name = "MS")]
+    pub backoff_max_ms: Option<u64>,
+
     /// Redis URL (redis://host:6379/0): cross-node delivery and shared rate limits. [default: none, single node]
     #[arg(
         long,
@@ -239,6 +243,7 @@ impl RelayArgs {
                 .database_acquire_timeout_secs
                 .or(file.database_acquire_timeout_secs),
             connect_timeout_secs: self.connect_timeout_secs.or(file.connect_timeout_secs),
+            backoff_max_ms: self.backoff_max_ms.or(file.backoff_max_ms),
             redis_url: self.redis_url.or(file.redis_url),
             redis_key_prefix: self.redis_key_prefix.or(file.redis_key_prefix),
             redis_timeout_ms: self.redis_timeout_ms.or(file.redis_timeout_ms),

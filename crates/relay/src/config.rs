@@ -311,6 +311,8 @@ pub enum RedisFailure {
 #[derive(Clone)]
 pub struct RedisSettings {
     pub url: String,
+    /// Start-up retries and reconnection pauses.
+    pub backoff: crate::backoff::Backoff,
     pub key_prefix: String,
     pub timeout: Duration,
     pub on_failure: RedisFailure,
@@ -322,6 +324,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("key_prefix", &self.key_prefix)
             .field("timeout", &self.timeout)
             .field("on_failure", &self.on_failure)
+            .field("backoff", &self.backoff)
             .finish_non_exhaustive()
     }
 }
@@ -334,8 +337,8 @@ pub struct BackendConfig {
     pub storage: Storage,
     /// Live sessions re-read the store this often (a lost notification only delays).
     pub delivery_poll: Duration,
-    /// Start-up retries unreachable services for this long.
-    pub connect_timeout: Duration,
+    /// How unreachable services are retried (start-up, reconnects).
+    pub backoff: crate::backoff::Backoff,
 }
 
 impl BackendConfig {
@@ -347,11 +350,14 @@ impl BackendConfig {
                 0 => Err(invalid(option, "must be at least 1".into())),
                 v => Ok(v),
             };
-        let connect_timeout = Duration::from_secs(positive(
-            a.connect_timeout_secs,
-            30,
-            "connect-timeout-secs",
-        )?);
+        let backoff = crate::backoff::Backoff::new(
+            Duration::from_millis(positive(a.backoff_max_ms, 2000, "backoff-max-ms")?),
+            Duration::from_secs(positive(
+                a.connect_timeout_secs,
+                30,
+                "connect-timeout-secs",
+            )?),
+        );
         let database = match a.database_url.as_deref().filter(|u| !u.is_empty()) {
             None => Database::Sqlite,
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -380,7 +386,7 @@ impl BackendConfig {
                         10,
                         "database-acquire-timeout-secs",
                     )?),
-                    connect_timeout,
+                    backoff,
                 })
             }
             Some(_) => {
@@ -413,6 +419,7 @@ impl BackendConfig {
                 };
                 Some(RedisSettings {
                     url: url.to_string(),
+                    backoff,
                     key_prefix: a
                         .redis_key_prefix
                         .clone()
@@ -469,7 +476,7 @@ impl BackendConfig {
                 5,
                 "delivery-poll-secs",
             )?),
-            connect_timeout,
+            backoff,
         })
     }
 }

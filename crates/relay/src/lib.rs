@@ -8,6 +8,7 @@
 //! (governor); [`jobs`] does TTL clean-up.
 
 pub mod backends;
+pub mod backoff;
 pub mod blobs;
 pub mod cli;
 pub mod config;

@@ -25,6 +25,7 @@ use tokio_util::io::StreamReader;
 use uuid::Uuid;
 
 use super::{BlobError, BlobReader, BlobStore, ByteStream};
+use crate::backoff::Backoff;
 use crate::config::S3Settings;
 
 /// Size of one multipart part: S3's minimum for every part but the last.
@@ -41,8 +42,8 @@ fn io_err(e: object_store::Error) -> BlobError {
 
 impl S3Blobs {
     /// Builds the client and makes sure the bucket exists (creating it when
-    /// missing), retrying an unreachable endpoint for up to `connect_timeout`.
-    pub async fn open(settings: &S3Settings, connect_timeout: Duration) -> anyhow::Result<Self> {
+    /// missing), retrying an unreachable endpoint as `backoff` says.
+    pub async fn open(settings: &S3Settings, backoff: Backoff) -> anyhow::Result<Self> {
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&settings.bucket)
             .with_region(&settings.region)
@@ -52,7 +53,11 @@ impl S3Blobs {
                     .with_connect_timeout(Duration::from_secs(5)),
             )
             .with_retry(RetryConfig {
-                backoff: BackoffConfig::default(),
+                backoff: BackoffConfig {
+                    init_backoff: backoff.initial,
+                    max_backoff: backoff.max,
+                    base: 2.,
+                },
                 max_retries: 3,
                 retry_timeout: Duration::from_secs(30),
             });
@@ -73,7 +78,7 @@ impl S3Blobs {
             store,
             prefix: settings.prefix.clone(),
         };
-        blobs.ensure_bucket(settings, connect_timeout).await?;
+        blobs.ensure_bucket(settings, backoff).await?;
         Ok(blobs)
     }
 
@@ -94,33 +99,25 @@ impl S3Blobs {
             .map(|_| ())
     }
 
-    async fn ensure_bucket(&self, s: &S3Settings, within: Duration) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + within;
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match self.check().await {
-                Ok(()) => return Ok(()),
-                Err(e) if e.to_string().contains("NoSuchBucket") => {
-                    create_bucket(s).await?;
-                    tracing::info!(bucket = %s.bucket, "created the S3 bucket");
-                    return self.check().await.map_err(|e| {
-                        anyhow::anyhow!(
-                            "bucket {} still not usable after creating it: {e}",
-                            s.bucket
-                        )
-                    });
-                }
-                Err(e) if tokio::time::Instant::now() + delay < deadline => {
-                    tracing::warn!(error = %e, "S3 not reachable yet; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => anyhow::bail!(
-                    "S3 bucket {} at {} is not usable (check --s3-endpoint, --s3-region and the credentials): {e}",
-                    s.bucket,
-                    s.endpoint.as_deref().unwrap_or("AWS")
-                ),
+    async fn ensure_bucket(&self, s: &S3Settings, backoff: Backoff) -> anyhow::Result<()> {
+        let missing = |e: &object_store::Error| e.to_string().contains("NoSuchBucket");
+        match backoff.retry("S3", |e| !missing(e), || self.check()).await {
+            Ok(()) => Ok(()),
+            Err(e) if missing(&e) => {
+                create_bucket(s).await?;
+                tracing::info!(bucket = %s.bucket, "created the S3 bucket");
+                self.check().await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "bucket {} still not usable after creating it: {e}",
+                        s.bucket
+                    )
+                })
             }
+            Err(e) => anyhow::bail!(
+                "S3 bucket {} at {} is not usable (check --s3-endpoint, --s3-region and the credentials): {e}",
+                s.bucket,
+                s.endpoint.as_deref().unwrap_or("AWS")
+            ),
         }
     }
 

@@ -108,15 +108,10 @@ fn decode(payload: &str) -> Option<(Uuid, Event)> {
 impl RedisFanout {
     /// Connects the publishing and the subscribing connection and starts
     /// the tasks that apply incoming events and (un)subscriptions.
-    pub async fn connect(
-        settings: &RedisSettings,
-        poll: Duration,
-        connect_timeout: Duration,
-    ) -> anyhow::Result<Self> {
-        let publisher = crate::redis_client::connect(settings, connect_timeout).await?;
+    pub async fn connect(settings: &RedisSettings, poll: Duration) -> anyhow::Result<Self> {
+        let publisher = crate::redis_client::connect(settings).await?;
         let (push_tx, push_rx) = mpsc::unbounded_channel::<PushInfo>();
-        let subscriber =
-            crate::redis_client::connect_pubsub(settings, connect_timeout, push_tx).await?;
+        let subscriber = crate::redis_client::connect_pubsub(settings, push_tx).await?;
         let (control, control_rx) = mpsc::unbounded_channel();
         let fanout = RedisFanout {
             inner: Arc::new(Inner {

@@ -23,6 +23,7 @@ use sqlx::{ConnectOptions, Connection, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::*;
+use crate::backoff::Backoff;
 use crate::domain::sessions::{TokenState, classify_refresh_token};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -37,8 +38,8 @@ pub struct PgSettings {
     pub max_connections: u32,
     /// Longest wait for a pooled connection before a request fails.
     pub acquire_timeout: Duration,
-    /// How long start-up keeps retrying (with back-off) an unreachable server.
-    pub connect_timeout: Duration,
+    /// How start-up retries an unreachable server.
+    pub backoff: Backoff,
 }
 
 /// Never prints the URL: it usually carries a password.
@@ -48,7 +49,7 @@ impl std::fmt::Debug for PgSettings {
             .field("schema", &self.schema)
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
-            .field("connect_timeout", &self.connect_timeout)
+            .field("backoff", &self.backoff)
             .finish_non_exhaustive()
     }
 }
@@ -66,7 +67,7 @@ pub fn valid_schema_name(name: &str) -> bool {
 }
 
 impl PgStore {
-    /// Connects (retrying with back-off for up to `connect_timeout`),
+    /// Connects (retrying an unreachable server with back-off),
     /// creates the schema if needed and applies migrations.
     pub async fn open(settings: &PgSettings) -> StoreResult<Self> {
         let base: PgConnectOptions = settings.url.parse()?;
@@ -79,7 +80,11 @@ impl PgStore {
             )));
         }
         // Reachability first, retried with back-off; then the schema.
-        let mut conn = retry(settings.connect_timeout, || base.connect()).await?;
+        let unreachable = |e: &sqlx::Error| matches!(e, sqlx::Error::Io(_));
+        let mut conn = settings
+            .backoff
+            .retry("PostgreSQL", unreachable, || base.connect())
+            .await?;
         if let Some(schema) = &settings.schema {
             create_schema(&mut conn, schema).await?;
         }
@@ -100,28 +105,6 @@ impl PgStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-}
-
-/// Retries `connect` while the server is unreachable, with exponential
-/// back-off (100 ms … 2 s), until `within` passed.
-async fn retry<T, F, Fut>(within: Duration, mut connect: F) -> Result<T, sqlx::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match connect().await {
-            Ok(v) => return Ok(v),
-            Err(e @ sqlx::Error::Io(_)) if tokio::time::Instant::now() + delay < deadline => {
-                tracing::warn!(error = %e, "PostgreSQL not reachable yet; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-            Err(e) => return Err(e),
-        }
     }
 }
 
