@@ -667,7 +667,180 @@ impl Store for PgStore {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
     use super::*;
+
+    /// A store in a fresh schema of the test database, or `None` (skip)
+    /// when PostgreSQL is not reachable and `OBSCURA_REQUIRE_BACKENDS` is unset.
+    async fn test_store(test: &str) -> Option<(Arc<PgStore>, String)> {
+        let url = std::env::var("OBSCURA_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let schema = format!("t_unit_{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let settings = PgSettings {
+            url,
+            schema: Some(schema.clone()),
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(10),
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_millis(500)),
+        };
+        match PgStore::open(&settings).await {
+            Ok(store) => Some((Arc::new(store), schema)),
+            Err(e) if std::env::var("OBSCURA_REQUIRE_BACKENDS").is_ok_and(|v| v == "1") => {
+                panic!("{test}: PostgreSQL required: {e}")
+            }
+            Err(e) => {
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "SKIPPED {test}: PostgreSQL: {e}");
+                None
+            }
+        }
+    }
+
+    async fn drop_schema(store: &PgStore, schema: &str) {
+        let _ = sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .execute(&store.pool)
+            .await;
+        store.close().await;
+    }
+
+    async fn user(store: &PgStore, one_time: u32) -> Uuid {
+        let id = Uuid::new_v4();
+        let created = store
+            .create_user(NewUser {
+                id,
+                username: format!("u-{id}"),
+                password_hash: "x".into(),
+                identity: Identity {
+                    identity_key: vec![5; 33],
+                    registration_id: 1,
+                },
+                signed_pre_key: SignedPreKey {
+                    key_id: 1,
+                    public_key: vec![5; 33],
+                    signature: vec![7; 64],
+                },
+                one_time_pre_keys: (0..one_time)
+                    .map(|key_id| OneTimePreKey {
+                        key_id,
+                        public_key: vec![5; 33],
+                    })
+                    .collect(),
+                created_at: 0,
+            })
+            .await
+            .unwrap();
+        assert_eq!(created, CreateUser::Created);
+        id
+    }
+
+    /// Concurrent senders to one recipient while a pump pages by cursor,
+    /// as a gateway session does: the pump must end up with every message
+    /// (a late commit with a lower seq would be stepped over for good).
+    #[tokio::test]
+    async fn a_cursor_never_steps_over_a_late_commit() {
+        let Some((store, schema)) = test_store("a_cursor_never_steps_over_a_late_commit").await
+        else {
+            return;
+        };
+        let recipient = user(&store, 0).await;
+        const SENDERS: usize = 8;
+        const EACH: usize = 40;
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for _ in 0..EACH {
+                        let stored = store
+                            .enqueue_message(NewMessage {
+                                id: Uuid::new_v4(),
+                                recipient,
+                                sender: Uuid::new_v4(),
+                                timestamp_ms: 0,
+                                msg_type: 1,
+                                content: vec![1],
+                                expires_at: i64::MAX,
+                            })
+                            .await
+                            .unwrap();
+                        assert!(stored);
+                    }
+                })
+            })
+            .collect();
+        let mut cursor = 0;
+        let mut seen = HashSet::new();
+        let mut finished = false;
+        loop {
+            let page = store.pending_messages(recipient, cursor, 7).await.unwrap();
+            for m in &page {
+                assert!(m.seq > cursor);
+                cursor = m.seq;
+                seen.insert(m.id);
+            }
+            if finished && page.is_empty() {
+                break;
+            }
+            finished = senders.iter().all(|s| s.is_finished());
+        }
+        for s in senders {
+            s.await.unwrap();
+        }
+        assert_eq!(seen.len(), SENDERS * EACH, "the cursor skipped messages");
+        drop_schema(&store, &schema).await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_bundle_fetches_hand_out_distinct_keys() {
+        let Some((store, schema)) =
+            test_store("concurrent_bundle_fetches_hand_out_distinct_keys").await
+        else {
+            return;
+        };
+        let user = user(&store, 40).await;
+        let fetches = (0..50).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.take_bundle(user).await.unwrap().unwrap() })
+        });
+        let bundles: Vec<Bundle> = futures::future::join_all(fetches)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let handed: Vec<u32> = bundles
+            .iter()
+            .filter_map(|b| b.one_time_pre_key.as_ref().map(|k| k.key_id))
+            .collect();
+        assert_eq!(handed.len(), 40);
+        assert_eq!(handed.iter().collect::<HashSet<_>>().len(), 40);
+        assert_eq!(store.one_time_pre_key_count(user).await.unwrap(), 0);
+        drop_schema(&store, &schema).await;
+    }
+
+    #[tokio::test]
+    async fn a_lease_has_one_holder_until_it_expires() {
+        let Some((store, schema)) = test_store("a_lease_has_one_holder_until_it_expires").await
+        else {
+            return;
+        };
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let ttl = Duration::from_secs(10);
+        assert!(store.try_lease("job", a, ttl, 1_000).await.unwrap());
+        assert!(!store.try_lease("job", b, ttl, 2_000).await.unwrap());
+        assert!(
+            store.try_lease("job", a, ttl, 3_000).await.unwrap(),
+            "renewal"
+        );
+        assert!(!store.try_lease("job", b, ttl, 12_999).await.unwrap());
+        assert!(
+            store.try_lease("job", b, ttl, 13_000).await.unwrap(),
+            "expired"
+        );
+        assert!(!store.try_lease("job", a, ttl, 13_001).await.unwrap());
+        assert!(store.try_lease("other", a, ttl, 13_001).await.unwrap());
+        drop_schema(&store, &schema).await;
+    }
 
     #[test]
     fn schema_names_are_plain_identifiers() {
