@@ -3,9 +3,11 @@
 //!
 //! Layout: [`cli`]/[`config`] (options) → [`http`] (thin handlers, one error
 //! mapping) and [`gateway`] (WebSocket sessions) → [`domain`] (use cases and
-//! pure rules) → the backends behind traits: [`store`] (SQLite), [`blobs`]
-//! (local directory), [`fanout`] (in-process presence), [`ratelimit`]
-//! (governor); [`jobs`] does TTL clean-up.
+//! pure rules) → the backends behind traits, embedded or clustered:
+//! [`store`] (SQLite | PostgreSQL), [`blobs`] (local directory | S3),
+//! [`fanout`] (in-process presence | Redis pub/sub), [`ratelimit`]
+//! (governor | Redis GCRA), chosen once by [`backends`]; [`health`] backs
+//! `/readyz`; [`jobs`] does TTL clean-up under a cluster-wide lease.
 
 pub mod backends;
 pub mod backoff;
