@@ -480,20 +480,14 @@ impl Store for PgStore {
     }
 
     async fn enqueue_message(&self, m: NewMessage) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
-        // Lock the recipient before drawing `seq`: per recipient, sequence
-        // numbers are then taken and committed in the same order.
-        let exists = sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(m.recipient)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if !exists {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO messages (id, recipient_id, sender_id, timestamp_ms, msg_type, content, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        // One statement, one round trip: the recipient's row is locked
+        // before the new row draws its `seq` (the INSERT consumes the
+        // locked row), and stays locked until commit, so per recipient
+        // sequence numbers are taken and committed in the same order.
+        let inserted = sqlx::query(
+            "WITH recipient AS (SELECT id FROM users WHERE id = $2 FOR NO KEY UPDATE)
+             INSERT INTO messages (id, recipient_id, sender_id, timestamp_ms, msg_type, content, expires_at)
+             SELECT $1, recipient.id, $3, $4, $5, $6, $7 FROM recipient",
         )
         .bind(m.id)
         .bind(m.recipient)
@@ -502,10 +496,10 @@ impl Store for PgStore {
         .bind(m.msg_type)
         .bind(&m.content)
         .bind(m.expires_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
     }
 
     async fn pending_messages(
