@@ -47,6 +47,7 @@ struct LocalUser {
     pending_close: Option<(u64, CloseReason)>,
 }
 
+#[derive(Debug, Clone, Copy)]
 enum Control {
     Subscribe(Uuid),
     Unsubscribe(Uuid),
@@ -61,6 +62,8 @@ struct Inner {
     users: Mutex<HashMap<Uuid, LocalUser>>,
     next_session: Mutex<u64>,
     poll: Duration,
+    /// Pause before retrying a failed SUBSCRIBE.
+    retry_after: Duration,
 }
 
 #[derive(Clone)]
@@ -123,6 +126,7 @@ impl RedisFanout {
                 users: Mutex::new(HashMap::new()),
                 next_session: Mutex::new(0),
                 poll,
+                retry_after: settings.backoff.max,
             }),
         };
         tokio::spawn(fanout.clone().apply_controls(subscriber, control_rx));
@@ -215,6 +219,17 @@ impl RedisFanout {
             };
             if let Err(e) = result {
                 tracing::warn!(error = %e, "Redis (un)subscribe failed; delivery falls back to polling");
+                if let Control::Subscribe(user) = control {
+                    // Retry while the user is still here: until then, closes
+                    // from other nodes would not reach this node.
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(this.inner.retry_after).await;
+                        if this.users().contains_key(&user) {
+                            let _ = this.inner.control.send(Control::Subscribe(user));
+                        }
+                    });
+                }
             }
         }
     }
