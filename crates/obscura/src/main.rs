@@ -19,6 +19,9 @@ enum Command {
     Relay(Box<obscura_relay::cli::RelayArgs>),
     /// Run a vault guardian.
     Guardian(obscura_vault::cli::GuardianArgs),
+    /// Load generators and benchmarks (public APIs only).
+    #[command(subcommand)]
+    Bench(obscura_bench::BenchCommand),
     #[command(flatten)]
     Client(obscura_client::cli::ClientCommand),
 }
@@ -39,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Relay(args) => obscura_relay::run(*args).await,
             Command::Guardian(args) => obscura_vault::run(args).await,
+            Command::Bench(cmd) => obscura_bench::run(cmd).await,
             Command::Client(cmd) => obscura_client::cli::run(cmd).await,
         }
     })
