@@ -42,9 +42,19 @@ pub struct ConnectionsArgs {
     /// How long to hold the sockets open before measuring.
     #[arg(long, default_value_t = 5)]
     pub hold_secs: u64,
+    /// Open the sockets in this many equal steps, sampling the server's RSS
+    /// after each: the slope over the second half is the marginal cost of
+    /// a socket, free of the allocator slack left by registration.
+    #[arg(long, default_value_t = 4)]
+    pub steps: u32,
     /// One-time pre-keys per user (0: the relay sends a PreKeyStatus on connect).
     #[arg(long, default_value_t = 0)]
     pub prekeys: u32,
+    /// Reuse the users saved in this file (JSON) if it exists, else
+    /// register them and save them there. Lets a measurement start from a
+    /// freshly restarted server whose heap holds no registration slack.
+    #[arg(long, value_name = "FILE")]
+    pub users_file: Option<PathBuf>,
     /// Also write the report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -58,7 +68,12 @@ pub struct ConnectionsReport {
     pub connect_per_sec: f64,
     pub server_rss_before: Option<u64>,
     pub server_rss_after: Option<u64>,
+    /// (RSS after the whole run − RSS before) / N.
     pub server_bytes_per_connection: Option<f64>,
+    /// Slope of RSS over the second half of the steps.
+    pub server_marginal_bytes_per_connection: Option<f64>,
+    /// `(sockets open, server RSS)` after each step (the last after the hold).
+    pub server_rss_samples: Vec<(u32, u64)>,
     pub generator_bytes_per_connection: Option<f64>,
     /// Sockets still open after the hold (the server closed none).
     pub still_open: u32,
@@ -97,24 +112,25 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
     if args.n == 0 {
         bail!("-n must be at least 1");
     }
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.register_concurrency)
-        .timeout(Duration::from_secs(60))
-        .build()?;
-    let prekeys = api::PreKeys::generate(args.prekeys);
-    eprintln!("registering {} users…", args.n);
     let t = Instant::now();
-    let users = api::register_many(
-        &http,
-        &args.url,
-        &api::run_prefix(),
-        args.n,
-        args.register_concurrency,
-        &prekeys,
-    )
-    .await?;
+    let users = match &args.users_file {
+        Some(path) if path.exists() => {
+            let users: Vec<api::User> = serde_json::from_slice(&std::fs::read(path)?)
+                .with_context(|| format!("reading users from {}", path.display()))?;
+            if users.len() < args.n as usize {
+                bail!("{} holds only {} users", path.display(), users.len());
+            }
+            users
+        }
+        _ => {
+            let users = register(&args).await?;
+            if let Some(path) = &args.users_file {
+                std::fs::write(path, serde_json::to_vec(&users)?)?;
+            }
+            users
+        }
+    };
     let register_per_sec = rate(u64::from(args.n), t.elapsed());
-    drop(http);
 
     let pid = args.server_pid.map(|p| p.to_string());
     let server_before = pid.as_deref().map(rss_bytes).transpose()?;
@@ -123,26 +139,47 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
     eprintln!("opening {} sockets…", args.n);
     let t = Instant::now();
     let base = &args.url;
-    let mut sockets: Vec<api::Gateway> = futures::stream::iter(users.iter().enumerate())
-        .map(|(i, user)| async move {
-            let i = u32::try_from(i)?;
-            api::connect_gateway(
-                base,
-                &user.token,
-                source_addr(base, i, args.per_source_addr),
-            )
-            .await
-            .with_context(|| format!("socket {i}"))
-        })
-        .buffer_unordered(args.connect_concurrency.max(1))
-        .try_collect()
-        .await?;
+    let steps = args.steps.clamp(1, args.n);
+    let mut sockets: Vec<api::Gateway> = Vec::with_capacity(args.n as usize);
+    let mut samples: Vec<(u32, u64)> = server_before.map(|r| (0, r)).into_iter().collect();
+    for step in 1..=steps {
+        let upto = u32::try_from(u64::from(args.n) * u64::from(step) / u64::from(steps))?;
+        let from = u32::try_from(sockets.len())?;
+        let opened: Vec<api::Gateway> = futures::stream::iter(from..upto)
+            .map(|i| {
+                let user = &users[i as usize];
+                async move {
+                    api::connect_gateway(
+                        base,
+                        &user.token,
+                        source_addr(base, i, args.per_source_addr),
+                    )
+                    .await
+                    .with_context(|| format!("socket {i}"))
+                }
+            })
+            .buffer_unordered(args.connect_concurrency.max(1))
+            .try_collect()
+            .await?;
+        sockets.extend(opened);
+        if step == steps {
+            break;
+        }
+        // Let the server finish the handshakes' work before sampling.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if let Some(pid) = pid.as_deref() {
+            samples.push((upto, rss_bytes(pid)?));
+        }
+    }
     let connect_per_sec = rate(u64::from(args.n), t.elapsed());
 
     eprintln!("holding for {} s…", args.hold_secs);
     tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
     let server_after = pid.as_deref().map(rss_bytes).transpose()?;
     let self_after = rss_bytes("self").ok();
+    if let Some(rss) = server_after {
+        samples.push((args.n, rss));
+    }
 
     // A socket the server closed has a Close frame (or EOF) waiting.
     let mut still_open = 0;
@@ -172,6 +209,8 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
         server_rss_before: server_before,
         server_rss_after: server_after,
         server_bytes_per_connection: per_conn(server_before, server_after),
+        server_marginal_bytes_per_connection: marginal(&samples),
+        server_rss_samples: samples,
         generator_bytes_per_connection: per_conn(self_before, self_after),
         still_open,
     };
@@ -192,6 +231,10 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
             bytes(report.server_bytes_per_connection),
         )
         .row(
+            "server marginal per connection",
+            bytes(report.server_marginal_bytes_per_connection),
+        )
+        .row(
             "generator per connection",
             bytes(report.generator_bytes_per_connection),
         );
@@ -202,9 +245,48 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn register(args: &ConnectionsArgs) -> anyhow::Result<Vec<api::User>> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.register_concurrency)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let prekeys = api::PreKeys::generate(args.prekeys);
+    eprintln!("registering {} users…", args.n);
+    api::register_many(
+        &http,
+        &args.url,
+        &api::run_prefix(),
+        args.n,
+        args.register_concurrency,
+        &prekeys,
+    )
+    .await
+}
+
+/// RSS slope between the middle sample and the last one.
+fn marginal(samples: &[(u32, u64)]) -> Option<f64> {
+    let (n1, r1) = *samples.get((samples.len().checked_sub(1)?) / 2)?;
+    let (n2, r2) = *samples.last()?;
+    (n2 > n1).then(|| (r2 as f64 - r1 as f64) / f64::from(n2 - n1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn marginal_cost_is_the_slope_of_the_second_half() {
+        let samples = [
+            (100, 5_000_000),
+            (200, 5_500_000),
+            (300, 6_000_000),
+            (400, 6_400_000),
+        ];
+        // middle = index 1 (200 sockets), last = 400.
+        assert_eq!(marginal(&samples), Some(4500.0));
+        assert_eq!(marginal(&samples[..1]), None);
+        assert_eq!(marginal(&[]), None);
+    }
 
     #[test]
     fn loopback_sockets_spread_over_source_addresses() {

@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use obscura_keys::KeyPair;
 use rand::Rng;
 use reqwest::{StatusCode, Url};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::{self, http};
 const RETRY_BUDGET: Duration = Duration::from_secs(120);
 
 /// A registered user: its id (the JWT `sub`) and access token.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {
     pub id: String,
     pub token: String,
