@@ -41,6 +41,7 @@ impl RateLimit {
 pub struct Settings {
     pub listen: SocketAddr,
     pub peer_listen: SocketAddr,
+    pub mgmt_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub peers: Vec<String>,
     pub threshold: u32,
@@ -50,6 +51,7 @@ pub struct Settings {
     pub identity_limit: Option<RateLimit>,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    pub write_timeout: Duration,
     pub peer_idle_timeout: Duration,
     pub max_connections: usize,
     pub challenge_ttl: Duration,
@@ -87,6 +89,7 @@ impl Settings {
         Ok(Self {
             listen: args.listen,
             peer_listen: args.peer_listen,
+            mgmt_listen: args.mgmt_listen,
             data_dir: args.data_dir.clone(),
             peers,
             threshold,
@@ -99,6 +102,7 @@ impl Settings {
             ),
             header_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
             body_timeout: Duration::from_secs(args.body_timeout_secs.max(1)),
+            write_timeout: Duration::from_secs(args.write_timeout_secs.max(1)),
             peer_idle_timeout: Duration::from_secs(args.peer_idle_timeout_secs.max(1)),
             max_connections: args.max_connections,
             challenge_ttl: Duration::from_secs(args.challenge_ttl_secs.max(1)),

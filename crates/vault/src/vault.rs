@@ -34,9 +34,14 @@ impl Vault {
         share: Vec<u8>,
         version: u64,
     ) -> Result<RecordMeta, StoreError> {
-        let _guard = self.locks.lock(format!("share/{id}")).await;
-        self.blocking(move |s| s.put_share(&id, &share, version))
-            .await
+        let guard = self.locks.lock(format!("share/{id}")).await;
+        self.blocking(move |s| {
+            let _guard = guard;
+            let meta = s.put_share(&id, &share, version)?;
+            tracing::debug!(identity = %id, version, size = share.len(), "share stored");
+            Ok(meta)
+        })
+        .await
     }
 
     pub async fn pull(&self, id: Identity) -> Result<Option<Stored>, StoreError> {
@@ -52,10 +57,15 @@ impl Vault {
     ) -> Result<RecordMeta, StoreError> {
         // One lock per secret; the per-identity secret limit is enforced by
         // the store's slot reservation.
-        let _guard = self.locks.lock(format!("vault/{id}/{name}")).await;
+        let guard = self.locks.lock(format!("vault/{id}/{name}")).await;
         let max = self.max_secrets;
-        self.blocking(move |s| s.put_secret(&id, &name, &share, version, max))
-            .await
+        self.blocking(move |s| {
+            let _guard = guard;
+            let meta = s.put_secret(&id, &name, &share, version, max)?;
+            tracing::debug!(identity = %id, %name, version, size = share.len(), "secret stored");
+            Ok(meta)
+        })
+        .await
     }
 
     pub async fn get_secret(
@@ -67,8 +77,14 @@ impl Vault {
     }
 
     pub async fn delete_secret(&self, id: Identity, name: SecretName) -> Result<bool, StoreError> {
-        let _guard = self.locks.lock(format!("vault/{id}/{name}")).await;
-        self.blocking(move |s| s.delete_secret(&id, &name)).await
+        let guard = self.locks.lock(format!("vault/{id}/{name}")).await;
+        self.blocking(move |s| {
+            let _guard = guard;
+            let deleted = s.delete_secret(&id, &name)?;
+            tracing::debug!(identity = %id, %name, deleted, "secret delete");
+            Ok(deleted)
+        })
+        .await
     }
 
     pub async fn list_secrets(&self, id: Identity) -> Result<Vec<SecretSummary>, StoreError> {
@@ -79,12 +95,22 @@ impl Vault {
         self.store.share_count()
     }
 
+    /// Readiness of the storage backend.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        self.blocking(|s| s.check()).await
+    }
+
+    /// Runs `op` on the blocking pool, inside the caller's span (its logs
+    /// keep the request id). Writers move their lock guard into `op`: if the
+    /// request is cancelled (client gone), the write still runs to its end,
+    /// and the lock is held until it has.
     async fn blocking<T: Send + 'static>(
         &self,
         op: impl FnOnce(&dyn ShareStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || op(store.as_ref()))
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| op(store.as_ref())))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
     }

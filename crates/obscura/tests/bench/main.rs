@@ -197,6 +197,8 @@ async fn connections_are_held_and_measured() {
         &pid,
         "--hold-secs",
         "1",
+        "--steps",
+        "1",
     ])
     .await;
     assert!(ok, "{report:#}");

@@ -345,3 +345,47 @@ async fn answers_to_unread_bodies_close_the_connection() {
     assert_eq!(r.status(), 404);
     assert!(r.headers().get("connection").is_none());
 }
+
+#[tokio::test]
+async fn options_come_from_environment_variables() {
+    let dir = obscura_testkit::data_dir();
+    let envs = [
+        ("OBSCURA_GUARDIAN_THRESHOLD", "5"),
+        ("OBSCURA_GUARDIAN_MAX_SECRETS", "1"),
+    ];
+    let g = Guardian::start_with_env(dir.path(), &[], &envs).await;
+    assert_eq!(g.get("/v1/vault/guardians").await.1["threshold"], 5);
+    let token = g.session(&identity(), "v2").await;
+    assert_eq!(g.put_secret(&token, "first", b"x", 1).await.0, 200);
+    assert_eq!(
+        g.put_secret(&token, "second", b"x", 1).await,
+        (409, err("too many secrets"))
+    );
+}
+
+#[tokio::test]
+async fn clients_that_never_read_are_disconnected() {
+    let g = Guardian::start(&["--write-timeout-secs", "1"]).await;
+    let id = identity();
+    assert_eq!(g.push(&id, &random_bytes(512 * 1024), 1).await.0, 200);
+    // 40 pipelined pulls of a 512 KiB share (~28 MB of answers), never read:
+    // far more than the socket buffers hold, so the guardian's writes block.
+    let body = json!({ "identity": id }).to_string();
+    let one = format!(
+        "POST /v1/vault/pull HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = TcpStream::connect(g.server.addr("http")).await.unwrap();
+    s.write_all(one.repeat(40).as_bytes()).await.unwrap();
+    // Time is the subject here: let the write timeout pass.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A live connection would now deliver all 40 answers and stay open; a
+    // closed one ends (EOF or reset) with fewer.
+    let mut buf = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf)).await;
+    assert!(ended.is_ok(), "connection still open");
+    let answers = String::from_utf8_lossy(&buf)
+        .matches("HTTP/1.1 200")
+        .count();
+    assert!(answers < 40, "all {answers} answers delivered");
+}

@@ -220,3 +220,40 @@ async fn oversized_frames_close_the_connection() {
     // The guardian itself is fine.
     assert_eq!(g.get("/v1/vault/health").await.0, 200);
 }
+
+#[tokio::test]
+async fn verify_command_fails_cleanly_when_no_guardian_answers() {
+    let port = free_ports(1)[0];
+    let out = tokio::process::Command::new(BIN)
+        .args([
+            "guardian",
+            "verify",
+            "--peer",
+            &format!("127.0.0.1:{port}"),
+            "--identity",
+            &identity(),
+        ])
+        .args(["--timeout-secs", "2"])
+        .env("OBSCURA_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let bad = tokio::process::Command::new(BIN)
+        .args([
+            "guardian",
+            "verify",
+            "--peer",
+            &format!("127.0.0.1:{port}"),
+            "--identity",
+            "xyz",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("identity must be exactly 64 hex characters")
+    );
+}

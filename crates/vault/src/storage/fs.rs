@@ -15,6 +15,7 @@
 //! in the same directory sync.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -174,11 +175,10 @@ impl FsStore {
         counts: &'a mut HashMap<Identity, usize>,
         identity: &Identity,
     ) -> Result<&'a mut usize, StoreError> {
-        if !counts.contains_key(identity) {
-            let n = self.secret_names(identity)?.len();
-            counts.insert(identity.clone(), n);
-        }
-        Ok(counts.entry(identity.clone()).or_insert(0))
+        Ok(match counts.entry(identity.clone()) {
+            Entry::Occupied(count) => count.into_mut(),
+            Entry::Vacant(slot) => slot.insert(self.secret_names(identity)?.len()),
+        })
     }
 
     /// Secrets of an identity whose record exists (half-created directories
@@ -325,6 +325,25 @@ impl ShareStore for FsStore {
 
     fn share_count(&self) -> u64 {
         self.shares.load(Ordering::Relaxed)
+    }
+
+    /// The layout's directories exist and the data directory accepts a new
+    /// file (a disk remounted read-only or a lost permission fails here).
+    fn check(&self) -> Result<(), StoreError> {
+        for dir in ["shares", "vaults"] {
+            let path = self.root.join(dir);
+            let meta = std::fs::metadata(&path).map_err(|e| StoreError::io(&path, e))?;
+            if !meta.is_dir() {
+                return Err(StoreError::Corrupt(path));
+            }
+        }
+        let probe = self.root.join(".ready-probe");
+        std::fs::write(&probe, b"").map_err(|e| StoreError::io(&probe, e))?;
+        match std::fs::remove_file(&probe) {
+            // A concurrent probe removed it first.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::io(&probe, e)),
+            _ => Ok(()),
+        }
     }
 }
 
