@@ -93,7 +93,9 @@ pub fn rss_bytes(pid: &str) -> anyhow::Result<u64> {
 }
 
 /// The source address of socket `i`: none for a non-loopback relay.
-fn source_addr(base: &Url, i: u32, per_addr: u32) -> Option<IpAddr> {
+/// `offset` (random per run) moves the range, so that back-to-back runs do
+/// not run into the previous run's ports still in TIME_WAIT.
+fn source_addr(base: &Url, i: u32, per_addr: u32, offset: u32) -> Option<IpAddr> {
     let loopback = base
         .host_str()
         .and_then(|h| h.parse::<Ipv4Addr>().ok())
@@ -101,9 +103,9 @@ fn source_addr(base: &Url, i: u32, per_addr: u32) -> Option<IpAddr> {
     if !loopback {
         return None;
     }
-    let k = i / per_addr.max(1);
+    let k = i / per_addr.max(1) + offset;
     // 127.0.0.2 onwards; 127.0.0.1 stays free for everything else.
-    let n = 2 + k;
+    let n = 2 + k % 0x00ff_0000;
     let [_, b, c, d] = n.to_be_bytes();
     Some(IpAddr::V4(Ipv4Addr::new(127, b, c, d)))
 }
@@ -140,6 +142,7 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
     let t = Instant::now();
     let base = &args.url;
     let steps = args.steps.clamp(1, args.n);
+    let offset = rand::random::<u32>() % 0x0001_0000;
     let mut sockets: Vec<api::Gateway> = Vec::with_capacity(args.n as usize);
     let mut samples: Vec<(u32, u64)> = server_before.map(|r| (0, r)).into_iter().collect();
     for step in 1..=steps {
@@ -152,7 +155,7 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
                     api::connect_gateway(
                         base,
                         &user.token,
-                        source_addr(base, i, args.per_source_addr),
+                        source_addr(base, i, args.per_source_addr, offset),
                     )
                     .await
                     .with_context(|| format!("socket {i}"))
@@ -200,7 +203,8 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
     let per_conn = |before: Option<u64>, after: Option<u64>| {
         Some((after? as f64 - before? as f64) / f64::from(args.n))
     };
-    let source_addrs = source_addr(base, 0, 1).map_or(1, |_| args.n.div_ceil(args.per_source_addr));
+    let source_addrs =
+        source_addr(base, 0, 1, 0).map_or(1, |_| args.n.div_ceil(args.per_source_addr));
     let report = ConnectionsReport {
         connections: args.n,
         source_addrs,
@@ -291,12 +295,19 @@ mod tests {
     #[test]
     fn loopback_sockets_spread_over_source_addresses() {
         let local = Url::parse("http://127.0.0.1:3000/").unwrap();
-        let ip = |i| source_addr(&local, i, 20_000).unwrap().to_string();
+        let ip = |i| source_addr(&local, i, 20_000, 0).unwrap().to_string();
         assert_eq!(ip(0), "127.0.0.2");
         assert_eq!(ip(19_999), "127.0.0.2");
         assert_eq!(ip(20_000), "127.0.0.3");
         assert_eq!(ip(300 * 20_000), "127.0.1.46");
         let remote = Url::parse("http://relay.example:3000/").unwrap();
-        assert_eq!(source_addr(&remote, 0, 20_000), None);
+        assert_eq!(source_addr(&remote, 0, 20_000, 0), None);
+        // A run offset shifts the whole range.
+        assert_eq!(
+            source_addr(&local, 20_000, 20_000, 254)
+                .unwrap()
+                .to_string(),
+            "127.0.1.1"
+        );
     }
 }
