@@ -3,7 +3,9 @@
 //!
 //! A peer that connects and then sends its request head too slowly (or
 //! never) is disconnected after [`HEADER_READ_TIMEOUT`], so idle or
-//! slow-loris connections cannot pile up.
+//! slow-loris connections cannot pile up. A connection whose last answer
+//! left a request body unread ends with a lingering close (see
+//! [`super::connection`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,6 +23,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
+use super::connection::{self, ConnIo, ConnState};
+
 /// A request head must arrive within this time of the connection (or of the
 /// previous response on a kept-alive connection) starting to send it.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -32,7 +36,9 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upgraded WebSocket connections are not tracked here; their sessions watch
 /// `shutdown` themselves.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
-    let mut make_service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let mut make_service = router
+        .layer(axum::middleware::from_fn(connection::close_if_unread))
+        .into_make_service_with_connect_info::<SocketAddr>();
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -63,9 +69,13 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
             Err(never) => match never {},
         };
         let Ok::<_, Infallible>(service) = service;
-        let service = TowerToHyperService::new(
-            service.map_request(|req: Request<Incoming>| req.map(Body::new)),
-        );
+        let state = ConnState::default();
+        let per_request = state.clone();
+        let service =
+            TowerToHyperService::new(service.map_request(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(per_request.clone());
+                req.map(Body::new)
+            }));
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -78,7 +88,8 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
             ) {
                 return;
             }
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(ConnIo::new(stream, state)), service);
             if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
