@@ -30,8 +30,11 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
-/// Most request-body bytes discarded after an answer before closing.
-pub const LINGER_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Most request-body bytes discarded after an answer before closing: a
+/// client library typically sends its whole body before reading the answer,
+/// so this covers the common uploads that are refused (a few MiB); a client
+/// sending more within [`LINGER_MAX_TIME`] meets a reset.
+pub const LINGER_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// Longest time spent discarding them.
 pub const LINGER_MAX_TIME: Duration = Duration::from_secs(2);
 
