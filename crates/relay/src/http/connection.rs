@@ -496,4 +496,78 @@ mod tests {
         let mut rest = Vec::new();
         client.read_to_end(&mut rest).await.unwrap();
     }
+
+    const SHORT: Timeouts = Timeouts {
+        header_read: Duration::from_millis(100),
+        body_read: Duration::from_millis(100),
+        keep_alive: Duration::from_millis(100),
+    };
+
+    /// A connection that has served a request and is now idle.
+    fn idle_after_a_request() -> ConnState {
+        let state = ConnState::new(SHORT);
+        drop(state.begin_request());
+        state
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_times_out() {
+        let (server, _client) = tokio::io::duplex(1024);
+        let mut io = ConnIo::new(server, idle_after_a_request());
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), io.read(&mut buf)).await;
+        let err = read.expect("the deadline fired").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn no_deadline_while_a_request_is_handled() {
+        let (server, _client) = tokio::io::duplex(1024);
+        let state = ConnState::new(SHORT);
+        let _handling = state.begin_request();
+        let mut io = ConnIo::new(server, state);
+        let mut buf = [0u8; 16];
+        // Several keep-alive periods pass without the read failing.
+        let read = tokio::time::timeout(Duration::from_millis(400), io.read(&mut buf)).await;
+        assert!(read.is_err(), "read ended: {read:?}");
+    }
+
+    #[tokio::test]
+    async fn no_deadline_after_an_upgrade() {
+        let (server, _client) = tokio::io::duplex(1024);
+        let state = idle_after_a_request();
+        state.0.upgraded.store(true, Ordering::Release);
+        let mut io = ConnIo::new(server, state);
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_millis(400), io.read(&mut buf)).await;
+        assert!(read.is_err(), "read ended: {read:?}");
+    }
+
+    fn guarded(chunks: Vec<usize>, progress: &Arc<BodyProgress>) -> GuardedBody {
+        use futures::StreamExt;
+        let data = futures::stream::iter(
+            chunks
+                .into_iter()
+                .map(|n| Ok::<_, io::Error>(Bytes::from(vec![0u8; n]))),
+        )
+        .chain(futures::stream::pending());
+        GuardedBody {
+            inner: Body::from_stream(data),
+            progress: Arc::clone(progress),
+            timeout: SHORT.body_read,
+            window_left: BODY_WINDOW,
+            deadline: Box::pin(tokio::time::sleep(SHORT.body_read)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_fails_after_the_body_read_timeout() {
+        use http_body_util::BodyExt;
+        let progress = Arc::new(BodyProgress::default());
+        let body = guarded(vec![10], &progress);
+        let read = tokio::time::timeout(Duration::from_secs(5), body.collect()).await;
+        assert!(read.expect("the deadline fired").is_err());
+        assert!(progress.timed_out.load(Ordering::Acquire));
+        assert!(!progress.done.load(Ordering::Acquire));
+    }
 }
