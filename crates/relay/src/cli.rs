@@ -114,6 +114,14 @@ pub struct RelayArgs {
     #[arg(long, env = "OBSCURA_AUTH_RATE_LIMIT_BURST", value_name = "N")]
     pub auth_rate_limit_burst: Option<u32>,
 
+    /// Seconds within which each 64 KiB of a request body (or all of a smaller one) must arrive. [default: 30]
+    #[arg(long, env = "OBSCURA_BODY_READ_TIMEOUT_SECS", value_name = "SECS")]
+    pub body_read_timeout_secs: Option<u64>,
+
+    /// Seconds an idle keep-alive connection is kept open between requests. [default: 75]
+    #[arg(long, env = "OBSCURA_KEEP_ALIVE_TIMEOUT_SECS", value_name = "SECS")]
+    pub keep_alive_timeout_secs: Option<u64>,
+
     /// Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed. [default: none]
     #[arg(long, env = "OBSCURA_TRUSTED_PROXIES", value_name = "LIST")]
     pub trusted_proxies: Option<String>,
@@ -233,6 +241,10 @@ impl RelayArgs {
                 .auth_rate_limit_per_sec
                 .or(file.auth_rate_limit_per_sec),
             auth_rate_limit_burst: self.auth_rate_limit_burst.or(file.auth_rate_limit_burst),
+            body_read_timeout_secs: self.body_read_timeout_secs.or(file.body_read_timeout_secs),
+            keep_alive_timeout_secs: self
+                .keep_alive_timeout_secs
+                .or(file.keep_alive_timeout_secs),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
             database_url: self.database_url.or(file.database_url),
             database_schema: self.database_schema.or(file.database_schema),

@@ -79,6 +79,10 @@ pub struct Config {
     pub prekey_min_threshold: u32,
     pub max_one_time_prekeys: u32,
     pub rate_limits: RateLimits,
+    /// Each 64 KiB of a request body (or all of a smaller one) must arrive within this.
+    pub body_read_timeout: Duration,
+    /// An idle keep-alive connection is closed after this.
+    pub keep_alive_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
     /// Where state, fan-out, shared limits and blobs live (SQLite + local by default).
     pub backends: BackendConfig,
@@ -215,6 +219,8 @@ impl Config {
                     "auth-rate-limit-*",
                 )?,
             },
+            body_read_timeout: secs(a.body_read_timeout_secs, 30, "body-read-timeout-secs")?,
+            keep_alive_timeout: secs(a.keep_alive_timeout_secs, 75, "keep-alive-timeout-secs")?,
             trusted_proxies: parse_trusted_proxies(a.trusted_proxies.as_deref().unwrap_or(""))?,
             backends,
         })
@@ -493,6 +499,8 @@ mod tests {
         assert_eq!(c.access_token_ttl, Duration::from_secs(900));
         assert_eq!(c.max_message_bytes, 1_048_576);
         assert_eq!(c.storage_max_size_bytes, 104_857_600);
+        assert_eq!(c.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(c.keep_alive_timeout, Duration::from_secs(75));
         assert_eq!(
             c.argon2,
             Argon2Params {

@@ -99,14 +99,17 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
     announce("mgmt", mgmt.local_addr()?)?;
 
     let cleanup = jobs::spawn_cleanup(relay.clone(), shutdown.clone());
+    let timeouts = http::connection::Timeouts::from_config(&relay.config);
     let api_server = tokio::spawn(http::server::serve(
         api,
         http::router(state.clone()),
+        timeouts,
         shutdown.clone(),
     ));
     let mgmt_server = tokio::spawn(http::server::serve(
         mgmt,
         http::mgmt_router(state),
+        timeouts,
         shutdown.clone(),
     ));
 

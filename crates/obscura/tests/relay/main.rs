@@ -7,6 +7,7 @@ mod accounts;
 mod attachments;
 mod compat;
 mod config;
+mod connections;
 mod durability;
 mod gateway;
 mod keys;

@@ -15,7 +15,6 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::client_ip::client_ip;
-use super::error::UnreadBody;
 use crate::error::Error;
 use crate::ratelimit::{Bucket, RetryAfter};
 
@@ -118,16 +117,15 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
         // Refuse a declared oversize body before waiting for any of it.
         if content_length(req.headers()).is_some_and(|len| len > super::MAX_JSON_BYTES as u64) {
-            return Err(UnreadBody(Error::invalid("request body too large")).into_response());
+            return Err(Error::invalid("request body too large").into_response());
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            // Reading stopped part-way: the rest of the body is unread.
             let error = if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 Error::invalid("request body too large")
             } else {
                 Error::invalid("could not read request body")
             };
-            UnreadBody(error).into_response()
+            error.into_response()
         })?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)

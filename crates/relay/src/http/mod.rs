@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod attachments;
 pub mod client_ip;
+pub mod connection;
 pub mod dto;
 pub mod error;
 pub mod extract;

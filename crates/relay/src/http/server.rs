@@ -1,9 +1,6 @@
-//! The accept loop: the axum router on hyper, with the client timeouts
-//! `axum::serve` does not expose, and graceful shutdown.
-//!
-//! A peer that connects and then sends its request head too slowly (or
-//! never) is disconnected after [`HEADER_READ_TIMEOUT`], so idle or
-//! slow-loris connections cannot pile up.
+//! The accept loop: the axum router on hyper, with the client deadlines and
+//! the lingering close of [`super::connection`] (which `axum::serve` cannot
+//! have), and graceful shutdown.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,9 +18,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
-/// A request head must arrive within this time of the connection (or of the
-/// previous response on a kept-alive connection) starting to send it.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+use super::connection::{self, ConnIo, ConnState, Timeouts};
+
 /// How long shutdown waits for in-flight HTTP requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -31,13 +27,22 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// accepting and lets in-flight requests finish (bounded by [`DRAIN_TIMEOUT`]).
 /// Upgraded WebSocket connections are not tracked here; their sessions watch
 /// `shutdown` themselves.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
-    let mut make_service = router.into_make_service_with_connect_info::<SocketAddr>();
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    timeouts: Timeouts,
+    shutdown: CancellationToken,
+) {
+    let mut make_service = router
+        .layer(axum::middleware::from_fn(connection::guard_request))
+        .into_make_service_with_connect_info::<SocketAddr>();
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        // `ConnIo` times request heads: hyper's timer would also run while
+        // a kept-alive connection waits for its next request.
+        .header_read_timeout(None);
     // RFC 8441 WebSockets over HTTP/2, as axum::serve does.
     builder
         .http2()
@@ -63,22 +68,18 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
             Err(never) => match never {},
         };
         let Ok::<_, Infallible>(service) = service;
-        let service = TowerToHyperService::new(
-            service.map_request(|req: Request<Incoming>| req.map(Body::new)),
-        );
+        let state = ConnState::new(timeouts);
+        let per_request = state.clone();
+        let service =
+            TowerToHyperService::new(service.map_request(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(per_request.clone());
+                req.map(Body::new)
+            }));
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            // A connection that never sends a byte would never start hyper's
-            // header timer: give it the same deadline for its first byte.
-            let mut first = [0u8; 1];
-            if !matches!(
-                tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await,
-                Ok(Ok(1..))
-            ) {
-                return;
-            }
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(ConnIo::new(stream, state)), service);
             if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
