@@ -3,10 +3,14 @@
 //!
 //! Layout: [`cli`]/[`config`] (options) → [`http`] (thin handlers, one error
 //! mapping) and [`gateway`] (WebSocket sessions) → [`domain`] (use cases and
-//! pure rules) → the backends behind traits: [`store`] (SQLite), [`blobs`]
-//! (local directory), [`fanout`] (in-process presence), [`ratelimit`]
-//! (governor); [`jobs`] does TTL clean-up.
+//! pure rules) → the backends behind traits, embedded or clustered:
+//! [`store`] (SQLite | PostgreSQL), [`blobs`] (local directory | S3),
+//! [`fanout`] (in-process presence | Redis pub/sub), [`ratelimit`]
+//! (governor | Redis GCRA), chosen once by [`backends`]; [`health`] backs
+//! `/readyz`; [`jobs`] does TTL clean-up under a cluster-wide lease.
 
+pub mod backends;
+pub mod backoff;
 pub mod blobs;
 pub mod cli;
 pub mod config;
@@ -14,9 +18,11 @@ pub mod domain;
 pub mod error;
 pub mod fanout;
 pub mod gateway;
+pub mod health;
 pub mod http;
 pub mod jobs;
 pub mod ratelimit;
+pub mod redis_client;
 pub mod store;
 
 use std::io::Write;
@@ -61,21 +67,14 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
             domain::sessions::load_or_create_jwt_secret(&config.data_dir).context("JWT secret")?
         }
     };
-    let store = Arc::new(
-        store::SqliteStore::open(&config.data_dir)
-            .await
-            .context("opening the database")?,
-    );
-    let blobs = blobs::LocalBlobs::open(&config.data_dir.join("attachments"))
-        .await
-        .context("attachment directory")?;
+    let backends = backends::connect(&config).await?;
     let relay = Arc::new(Relay {
         tokens: Tokens::new(&secret, config.access_token_ttl, config.refresh_token_ttl),
         passwords: PasswordHasher::new(config.argon2)?,
-        limiter: Arc::new(ratelimit::GovernorLimiter::new(config.rate_limits)),
-        store: store.clone(),
-        blobs: Arc::new(blobs),
-        fanout: Arc::new(fanout::LocalFanout::new()),
+        limiter: backends.limiter.clone(),
+        store: backends.store.store(),
+        blobs: backends.blobs.clone(),
+        fanout: backends.fanout.clone(),
         config,
     });
 
@@ -85,6 +84,7 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
         relay: relay.clone(),
         shutdown: shutdown.clone(),
         sessions: sessions.clone(),
+        readiness: Arc::new(backends.readiness.clone()),
     };
 
     // Handlers before the `listening` lines: a SIGTERM right after them is graceful.
@@ -124,7 +124,7 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
         let _ = cleanup.await;
     })
     .await;
-    store.close().await;
+    backends.store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
