@@ -25,7 +25,7 @@ pub struct RelayArgs {
     #[arg(long, env = "OBSCURA_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
-    /// Management address: /livez, /readyz. [default: 127.0.0.1:9090]
+    /// Management address: /livez, /readyz, /metrics. [default: 127.0.0.1:9090]
     #[arg(long, env = "OBSCURA_MGMT_LISTEN", value_name = "ADDR")]
     pub mgmt_listen: Option<SocketAddr>,
 
@@ -117,6 +117,60 @@ pub struct RelayArgs {
     /// Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed. [default: none]
     #[arg(long, env = "OBSCURA_TRUSTED_PROXIES", value_name = "LIST")]
     pub trusted_proxies: Option<String>,
+
+    /// Milliseconds between a message for an offline user and its wake-up push (a burst shares one). [default: 2000]
+    #[arg(long, env = "OBSCURA_PUSH_DELAY_MS", value_name = "MS")]
+    pub push_delay_ms: Option<u64>,
+
+    /// At most one wake-up push per user per this many seconds. [default: 30]
+    #[arg(long, env = "OBSCURA_PUSH_THROTTLE_SECS", value_name = "SECS")]
+    pub push_throttle_secs: Option<u64>,
+
+    /// Attempts per wake-up before transient provider failures make it give up. [default: 8]
+    #[arg(long, env = "OBSCURA_PUSH_MAX_ATTEMPTS", value_name = "N")]
+    pub push_max_attempts: Option<u32>,
+
+    /// FCM service-account JSON key file; enables FCM wake-ups. [default: none]
+    #[arg(long, env = "OBSCURA_FCM_SERVICE_ACCOUNT", value_name = "FILE")]
+    pub fcm_service_account: Option<PathBuf>,
+
+    /// FCM HTTP v1 API base URL. [default: https://fcm.googleapis.com]
+    #[arg(long, env = "OBSCURA_FCM_ENDPOINT", value_name = "URL")]
+    pub fcm_endpoint: Option<String>,
+
+    /// OAuth2 token endpoint for the FCM service account. [default: the key file's token_uri]
+    #[arg(long, env = "OBSCURA_FCM_TOKEN_ENDPOINT", value_name = "URL")]
+    pub fcm_token_endpoint: Option<String>,
+
+    /// APNs signing key (AuthKey_<KEYID>.p8); enables APNs wake-ups with the three options below. [default: none]
+    #[arg(long, env = "OBSCURA_APNS_KEY_FILE", value_name = "FILE")]
+    pub apns_key_file: Option<PathBuf>,
+
+    /// Key ID of the APNs signing key. [default: none]
+    #[arg(long, env = "OBSCURA_APNS_KEY_ID", value_name = "ID")]
+    pub apns_key_id: Option<String>,
+
+    /// Apple developer team ID. [default: none]
+    #[arg(long, env = "OBSCURA_APNS_TEAM_ID", value_name = "ID")]
+    pub apns_team_id: Option<String>,
+
+    /// The app's bundle ID (apns-topic). [default: none]
+    #[arg(long, env = "OBSCURA_APNS_TOPIC", value_name = "BUNDLE_ID")]
+    pub apns_topic: Option<String>,
+
+    /// APNs API base URL (https://api.sandbox.push.apple.com for development builds). [default: https://api.push.apple.com]
+    #[arg(long, env = "OBSCURA_APNS_ENDPOINT", value_name = "URL")]
+    pub apns_endpoint: Option<String>,
+
+    /// Accept http:// and private or loopback UnifiedPush endpoints (LAN distributors, tests). [default: false]
+    #[arg(
+        long,
+        env = "OBSCURA_UNIFIEDPUSH_ALLOW_PRIVATE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub unifiedpush_allow_private: Option<bool>,
 }
 
 impl RelayArgs {
@@ -150,6 +204,20 @@ impl RelayArgs {
                 .or(file.auth_rate_limit_per_sec),
             auth_rate_limit_burst: self.auth_rate_limit_burst.or(file.auth_rate_limit_burst),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
+            push_delay_ms: self.push_delay_ms.or(file.push_delay_ms),
+            push_throttle_secs: self.push_throttle_secs.or(file.push_throttle_secs),
+            push_max_attempts: self.push_max_attempts.or(file.push_max_attempts),
+            fcm_service_account: self.fcm_service_account.or(file.fcm_service_account),
+            fcm_endpoint: self.fcm_endpoint.or(file.fcm_endpoint),
+            fcm_token_endpoint: self.fcm_token_endpoint.or(file.fcm_token_endpoint),
+            apns_key_file: self.apns_key_file.or(file.apns_key_file),
+            apns_key_id: self.apns_key_id.or(file.apns_key_id),
+            apns_team_id: self.apns_team_id.or(file.apns_team_id),
+            apns_topic: self.apns_topic.or(file.apns_topic),
+            apns_endpoint: self.apns_endpoint.or(file.apns_endpoint),
+            unifiedpush_allow_private: self
+                .unifiedpush_allow_private
+                .or(file.unifiedpush_allow_private),
         }
     }
 }

@@ -5,7 +5,8 @@
 //! mapping) and [`gateway`] (WebSocket sessions) → [`domain`] (use cases and
 //! pure rules) → the backends behind traits: [`store`] (SQLite), [`blobs`]
 //! (local directory), [`fanout`] (in-process presence), [`ratelimit`]
-//! (governor); [`jobs`] does TTL clean-up.
+//! (governor); [`jobs`] does TTL clean-up; [`push`] sends wake-ups to
+//! offline users' devices; [`metrics`] names every exported series.
 
 pub mod blobs;
 pub mod cli;
@@ -16,6 +17,8 @@ pub mod fanout;
 pub mod gateway;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
+pub mod push;
 pub mod ratelimit;
 pub mod store;
 
@@ -69,13 +72,21 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
     let blobs = blobs::LocalBlobs::open(&config.data_dir.join("attachments"))
         .await
         .context("attachment directory")?;
+    let fanout: Arc<dyn fanout::Fanout> = Arc::new(fanout::LocalFanout::new());
+    let providers = push::Providers::from_config(&config.push).context("push providers")?;
+    let wakeups = Arc::new(push::Wakeups::new(
+        store.clone(),
+        fanout.clone(),
+        config.push.clone(),
+    ));
     let relay = Arc::new(Relay {
         tokens: Tokens::new(&secret, config.access_token_ttl, config.refresh_token_ttl),
         passwords: PasswordHasher::new(config.argon2)?,
         limiter: Arc::new(ratelimit::GovernorLimiter::new(config.rate_limits)),
         store: store.clone(),
         blobs: Arc::new(blobs),
-        fanout: Arc::new(fanout::LocalFanout::new()),
+        fanout,
+        push: wakeups.clone(),
         config,
     });
 
@@ -97,6 +108,8 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
     announce("mgmt", mgmt.local_addr()?)?;
 
     let cleanup = jobs::spawn_cleanup(relay.clone(), shutdown.clone());
+    let push_worker = push::queue::spawn_worker(wakeups, providers, shutdown.clone());
+    let metrics_upkeep = metrics::spawn_upkeep(shutdown.clone());
     let api_server = tokio::spawn(http::server::serve(
         api,
         http::router(state.clone()),
@@ -120,6 +133,8 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
         let _ = api_server.await;
         let _ = mgmt_server.await;
         let _ = cleanup.await;
+        let _ = push_worker.await;
+        let _ = metrics_upkeep.await;
     })
     .await;
     store.close().await;

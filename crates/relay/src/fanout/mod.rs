@@ -62,4 +62,10 @@ pub trait Fanout: Send + Sync + 'static {
     fn disconnect(&self, user: Uuid, reason: CloseReason);
     /// Number of live sessions on this node.
     fn connected(&self) -> usize;
+    /// Whether `user` has a live session (wake-ups are only for users
+    /// without one). The default, "unknown", counts as offline: the pending
+    /// wake-up is then cancelled by the user's connect or ACK instead.
+    fn is_connected(&self, _user: Uuid) -> bool {
+        false
+    }
 }
