@@ -3,8 +3,8 @@
 //! labels cannot drift apart). The `metrics` facade records; the exporter's
 //! recorder renders the text format on `GET /metrics` (management port).
 //!
-//! Labels are bounded: HTTP series use the matched route template (never
-//! the raw path, which carries user ids), method and status; push series
+//! Labels are bounded: HTTP series use the matched route template
+//! (`/v1/keys/:user_id`, never the raw path, which carries user ids), method and status; push series
 //! use provider × outcome. No series is labelled with a user or token.
 
 use std::sync::OnceLock;
@@ -103,7 +103,7 @@ pub async fn track_http(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
+        .map(|p| route_label(p.as_str()))
         .unwrap_or_else(|| "unmatched".to_owned());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
@@ -112,6 +112,12 @@ pub async fn track_http(request: Request, next: Next) -> Response {
     histogram!(HTTP_DURATION, "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// `/v1/keys/{user_id}` → `/v1/keys/:user_id`: braces inside label values
+/// are legal but trip up line-oriented parsers and grep.
+fn route_label(template: &str) -> String {
+    template.replace('{', ":").replace('}', "")
 }
 
 /// Known methods by name; anything else collapses into one label value.

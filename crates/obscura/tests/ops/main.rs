@@ -1,0 +1,10 @@
+//! Black-box tests of running the relay as a service: wake-up pushes
+//! through real stand-in provider servers, Prometheus metrics, and the
+//! configuration reference checked against `--help`.
+
+mod docs;
+mod metrics;
+mod standin;
+#[path = "../relay/support.rs"]
+mod support;
+mod wakeups;
