@@ -221,3 +221,43 @@ impl RelayArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args, Command};
+
+    /// Every flag is documented with its environment variable and TOML key.
+    #[test]
+    fn every_option_is_in_docs_configuration_md() {
+        let docs = include_str!("../../../docs/configuration.md");
+        let command = super::RelayArgs::augment_args(Command::new("relay"));
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if long == "help" {
+                continue;
+            }
+            assert!(
+                docs.contains(&format!("`--{long}")),
+                "--{long} missing from docs/configuration.md"
+            );
+            let env = arg
+                .get_env()
+                .and_then(|e| e.to_str())
+                .expect("every option has an env var");
+            assert_eq!(
+                env,
+                format!("OBSCURA_{}", long.to_uppercase().replace('-', "_"))
+            );
+            assert!(
+                docs.contains(&format!("`{env}`")),
+                "{env} missing from docs/configuration.md"
+            );
+            if long != "config" {
+                assert!(
+                    docs.contains(&format!("`{long}`")),
+                    "TOML key {long} missing"
+                );
+            }
+        }
+    }
+}

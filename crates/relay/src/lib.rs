@@ -98,6 +98,8 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
         sessions: sessions.clone(),
     };
 
+    // Handlers before the `listening` lines: a SIGTERM right after them is graceful.
+    let stop = shutdown_signal()?;
     let api = TcpListener::bind(relay.config.listen)
         .await
         .with_context(|| format!("binding {}", relay.config.listen))?;
@@ -121,7 +123,7 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("shutting down: closing sessions and flushing acknowledgements");
     shutdown.cancel();
     // Every session holds a permit until it has flushed and closed.
@@ -166,23 +168,19 @@ fn announce(name: &str, addr: SocketAddr) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on the first SIGTERM or SIGINT; handlers are installed at once.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    #[cfg(unix)]
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

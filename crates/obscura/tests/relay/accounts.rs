@@ -210,6 +210,18 @@ async fn registration_validation_rejects_with_400() {
             "registrationId not a number",
             set(&["registrationId"], json!("42")),
         ),
+        (
+            "registrationId beyond u32",
+            set(&["registrationId"], json!(4_294_967_296u64)),
+        ),
+        (
+            "negative one-time pre-key id",
+            set(&["oneTimePreKeys", "0", "keyId"], json!(-1)),
+        ),
+        (
+            "signed pre-key id beyond u32",
+            set(&["signedPreKey", "keyId"], json!(4_294_967_296u64)),
+        ),
         ("signedPreKey missing", remove("signedPreKey")),
         ("identityKey missing", remove("identityKey")),
         ("password missing", remove("password")),

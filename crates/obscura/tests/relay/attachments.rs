@@ -177,11 +177,20 @@ async fn oversize_attachment_is_400_with_and_without_content_length() {
     );
 
     // One byte over, with Content-Length (reqwest sets it for a Vec body).
-    expect_error(
-        upload(&relay, &user.token, pattern(LIMIT + 1, 10)).await,
-        400,
-    )
-    .await;
+    // Rejected requests go through an unpooled client: whether a connection
+    // stays usable after an early rejection is `limits::early_rejections_*`.
+    let unpooled = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let resp = unpooled
+        .post(relay.url("/v1/attachments"))
+        .bearer_auth(&user.token)
+        .body(pattern(LIMIT + 1, 10))
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 400).await;
 
     let head = |extra: &str| {
         format!(
@@ -216,8 +225,7 @@ async fn oversize_attachment_is_400_with_and_without_content_length() {
     // Also through a client library's streaming body.
     let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
         (0..32).map(|i| Ok(pattern(8192, i))).collect();
-    let resp = relay
-        .http
+    let resp = unpooled
         .post(relay.url("/v1/attachments"))
         .bearer_auth(&user.token)
         .body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
@@ -247,9 +255,9 @@ async fn oversize_attachment_is_400_with_and_without_content_length() {
 #[tokio::test]
 async fn attachments_expire_after_the_ttl() {
     let relay =
-        Relay::start_with(&["--attachment-ttl-secs", "2", "--cleanup-interval-secs", "1"]).await;
+        Relay::start_with(&["--attachment-ttl-secs", "3", "--cleanup-interval-secs", "1"]).await;
     let user = relay.register(12).await;
-    let id = upload_ok(&relay, &user.token, pattern(10_000, 3), 2).await;
+    let id = upload_ok(&relay, &user.token, pattern(10_000, 3), 3).await;
     assert_eq!(
         download(&relay, &user.token, &id).await.status().as_u16(),
         200,

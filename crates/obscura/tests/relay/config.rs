@@ -119,3 +119,53 @@ async fn weak_argon2_parameters_warn_at_startup() {
     let _ = child.kill().await;
     assert!(found, "no WARN about weak argon2 parameters on stderr");
 }
+
+/// A bad configuration stops the server at startup with a non-zero exit,
+/// instead of running with something the operator did not ask for.
+#[tokio::test]
+async fn invalid_configuration_fails_fast() {
+    let dir = obscura_testkit::data_dir();
+    let bad_toml = dir.path().join("bad.toml");
+    std::fs::write(&bad_toml, "no-such-option = 1\n").unwrap();
+    let data = dir.path().join("data");
+    let base = [
+        "relay",
+        "--listen",
+        "127.0.0.1:0",
+        "--mgmt-listen",
+        "127.0.0.1:0",
+    ];
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        (
+            "unknown TOML key",
+            vec!["--config".into(), bad_toml.to_str().unwrap().into()],
+        ),
+        (
+            "missing TOML file",
+            vec![
+                "--config".into(),
+                dir.path().join("absent.toml").to_str().unwrap().into(),
+            ],
+        ),
+        (
+            "non-numeric limit",
+            vec!["--max-message-bytes".into(), "lots".into()],
+        ),
+        (
+            "bad listen address",
+            vec!["--listen".into(), "not-an-address".into()],
+        ),
+    ];
+    for (what, extra) in cases {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_obscura"));
+        cmd.args(base).arg("--data-dir").arg(&data).args(&extra);
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let status = tokio::time::timeout(TIMEOUT, cmd.status())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: the server kept running"))
+            .expect("spawned");
+        assert!(!status.success(), "{what}: exit status {status}");
+    }
+}

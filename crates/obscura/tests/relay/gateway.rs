@@ -38,6 +38,10 @@ async fn handshake_requires_a_valid_token() {
         .await
         .expect("valid token");
     assert_eq!(resp.status().as_u16(), 101);
+    assert!(
+        resp.headers().contains_key("x-request-id"),
+        "x-request-id on the 101 too"
+    );
 }
 
 #[tokio::test]
@@ -212,4 +216,106 @@ async fn replacement_redelivers_unacknowledged_messages() {
     let mut second = relay.connect(&user.token).await;
     first.expect_closed().await;
     assert_eq!(second.envelope().await.id, env.id);
+}
+
+/// Five simultaneous connections of one user settle on exactly one live socket.
+#[tokio::test]
+async fn concurrent_connections_settle_on_one_socket() {
+    let relay = Relay::start().await;
+    let sender = relay.register(12).await;
+    let user = relay.register(12).await;
+    let mut sockets = futures::future::join_all((0..5).map(|_| relay.connect(&user.token))).await;
+    let mut open = vec![true; sockets.len()];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        for (socket, open) in sockets.iter_mut().zip(open.iter_mut()) {
+            if *open {
+                *open = socket.is_open().await;
+            }
+        }
+        let n = open.iter().filter(|o| **o).count();
+        assert!(n >= 1, "every connection was closed; none survived");
+        if n == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "more than one socket stayed open for one user: {open:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let survivor = open.iter().position(|o| *o).unwrap();
+    relay
+        .send_ok(&sender.token, &user.id, &message(2, b"to the survivor"))
+        .await;
+    assert_eq!(
+        sockets[survivor].envelope().await.message.unwrap().content,
+        b"to the survivor"
+    );
+}
+
+/// Besides `?token=`, the relay accepts `Authorization: Bearer` on the
+/// handshake (server author's note in the contract); both are checked.
+#[tokio::test]
+async fn handshake_accepts_a_bearer_header() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let relay = Relay::start().await;
+    let user = relay.register(12).await;
+    let url = format!("ws://{}/v1/gateway", relay.addr());
+    let mut req = url.clone().into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", user.token).parse().unwrap(),
+    );
+    let (_ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("bearer header accepted");
+    assert_eq!(resp.status().as_u16(), 101);
+
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}x", user.token).parse().unwrap(),
+    );
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 401),
+        other => panic!(
+            "a bad bearer must be refused with 401, got {:?}",
+            other.map(|(_, r)| r.status())
+        ),
+    }
+}
+
+/// Idle sockets are cheap: 200 of them must not cost the server anywhere
+/// near tungstenite's default buffers (128 KiB read buffer per connection).
+#[tokio::test]
+async fn idle_sockets_stay_cheap() {
+    const SOCKETS: u64 = 200;
+    let relay = Relay::start().await;
+    let mut users = Vec::new();
+    for _ in 0..SOCKETS {
+        users.push(relay.register(12).await);
+    }
+    // Warm up one connection so one-time allocations are not counted.
+    let warm = relay.connect(&users[0].token).await;
+    warm.close().await;
+    let before = relay.server.rss_bytes().expect("rss");
+    let mut sockets = Vec::new();
+    for user in &users {
+        let mut socket = relay.connect(&user.token).await;
+        socket.sync().await;
+        sockets.push(socket);
+    }
+    let after = relay.server.rss_bytes().expect("rss");
+    let per_socket = after.saturating_sub(before) / SOCKETS;
+    eprintln!(
+        "server RSS {} KiB -> {} KiB: {} B per idle socket",
+        before / 1024,
+        after / 1024,
+        per_socket
+    );
+    assert!(
+        per_socket < 48 * 1024,
+        "{per_socket} bytes of server memory per idle WebSocket"
+    );
 }

@@ -92,6 +92,10 @@ async fn auth_endpoints_are_rate_limited_per_ip() {
             .send()
     };
     requests_until_429(6, register).await;
+
+    // The strict auth bucket does not spill over onto other routes.
+    let resp = relay.get_bundle(&uuid::Uuid::new_v4().to_string()).await;
+    expect_error(resp, 404).await;
 }
 
 #[tokio::test]
@@ -174,6 +178,21 @@ async fn authenticated_routes_are_rate_limited_per_user() {
     );
     // Bob has his own bucket.
     expect_empty(put(bob.token.clone(), "bob".into()).await.unwrap(), 200).await;
+
+    // retry-after is honest: once it has passed (plus slack), alice may go on.
+    let recovered = eventually(std::time::Duration::from_secs(3), || async {
+        put(alice.token.clone(), "again".into())
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+            == 200
+    })
+    .await;
+    assert!(
+        recovered,
+        "still limited well after retry-after at 1 request/s"
+    );
 }
 
 #[tokio::test]
@@ -463,4 +482,76 @@ async fn path_traversal_reaches_nothing() {
         );
         resp.assert_error(&[400, 404]);
     }
+}
+
+/// After answering an over-limit request without reading its body, the
+/// server either says `Connection: close` or keeps the connection usable;
+/// silently dropping it makes a keep-alive client's next request fail.
+#[tokio::test]
+async fn early_rejections_leave_the_connection_usable_or_say_close() {
+    use tokio::io::AsyncWriteExt;
+    let relay = Relay::start_with(&[
+        "--storage-max-size-bytes",
+        "65536",
+        "--max-message-bytes",
+        "4096",
+    ])
+    .await;
+    let alice = relay.register(12).await;
+    let bob = relay.register(12).await;
+    let cases = [
+        (
+            "/v1/attachments".to_string(),
+            65_537usize,
+            true,
+            &[400u16][..],
+        ),
+        (
+            format!("/v1/messages/{}", bob.id),
+            4_097,
+            true,
+            &[400, 413][..],
+        ),
+        // Unauthenticated: refused before the (small, legal) body is read.
+        ("/v1/attachments".to_string(), 1_000, false, &[401][..]),
+        (format!("/v1/messages/{}", bob.id), 1_000, false, &[401][..]),
+    ];
+    let mut failures = Vec::new();
+    for (path, len, authenticated, statuses) in cases {
+        let mut stream = tokio::net::TcpStream::connect(relay.addr()).await.unwrap();
+        let auth = if authenticated {
+            format!("Authorization: Bearer {}\r\n", alice.token)
+        } else {
+            String::new()
+        };
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: r\r\n{auth}\
+             Content-Type: application/octet-stream\r\nContent-Length: {len}\r\n\r\n"
+        )
+        .into_bytes();
+        request.extend(std::iter::repeat_n(0x41u8, len));
+        stream.write_all(&request).await.unwrap();
+        let first = tokio::time::timeout(TIMEOUT, read_response(&mut stream))
+            .await
+            .unwrap()
+            .unwrap();
+        first.assert_error(statuses);
+        if first
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
+            continue;
+        }
+        // Keep-alive was implied: the next request on this connection must work.
+        let probe = format!("GET /v1/keys/{} HTTP/1.1\r\nHost: r\r\n\r\n", bob.id);
+        let sent = stream.write_all(probe.as_bytes()).await;
+        let second = tokio::time::timeout(TIMEOUT, read_response(&mut stream)).await;
+        if !(sent.is_ok() && matches!(&second, Ok(Ok(r)) if r.status == 200)) {
+            failures.push(format!(
+                "{path}: {} without `Connection: close`, then the connection was dropped ({sent:?}, {second:?})",
+                first.status
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -222,10 +222,12 @@ async fn ack_cannot_delete_another_users_message() {
 
 #[tokio::test]
 async fn many_queued_messages_arrive_in_order_and_concurrent_sends_exactly_once() {
+    /// Enough to span several delivery pages.
+    const SEQUENTIAL: usize = 250;
     let relay = Relay::start().await;
     let alice = relay.register(12).await;
     let bob = relay.register(12).await;
-    for i in 0..60 {
+    for i in 0..SEQUENTIAL {
         relay
             .send_ok(
                 &alice.token,
@@ -244,18 +246,18 @@ async fn many_queued_messages_arrive_in_order_and_concurrent_sends_exactly_once(
     futures::future::join_all(concurrent).await;
 
     let mut socket = relay.connect(&bob.token).await;
-    let envs = socket.envelopes(80).await;
+    let envs = socket.envelopes(SEQUENTIAL + 20).await;
     let contents: Vec<String> = envs
         .iter()
         .map(|e| String::from_utf8(e.message.clone().unwrap().content).unwrap())
         .collect();
-    let expected: Vec<String> = (0..60).map(|i| format!("{i:03}")).collect();
+    let expected: Vec<String> = (0..SEQUENTIAL).map(|i| format!("{i:03}")).collect();
     assert_eq!(
-        &contents[..60],
+        &contents[..SEQUENTIAL],
         &expected[..],
         "sequential sends arrive in send order"
     );
-    let mut rest: Vec<&String> = contents[60..].iter().collect();
+    let mut rest: Vec<&String> = contents[SEQUENTIAL..].iter().collect();
     rest.sort();
     let want: Vec<String> = (0..20).map(|i| format!("c{i:02}")).collect();
     assert_eq!(
@@ -264,9 +266,11 @@ async fn many_queued_messages_arrive_in_order_and_concurrent_sends_exactly_once(
         "each concurrent send delivered exactly once"
     );
     let ids: HashSet<&str> = envs.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(ids.len(), 80);
+    assert_eq!(ids.len(), SEQUENTIAL + 20);
     let all: Vec<&str> = envs.iter().map(|e| e.id.as_str()).collect();
-    socket.ack_bulk(&all).await;
+    for batch in all.chunks(100) {
+        socket.ack_bulk(batch).await;
+    }
     socket.sync().await;
     socket.close().await;
     assert_queue_empty(&relay, &alice, &bob).await;
@@ -467,4 +471,70 @@ async fn acks_survive_an_abrupt_disconnect() {
         envs[1].id,
         "only the unacknowledged message is redelivered"
     );
+}
+
+/// Several senders at once while the recipient is online: every message
+/// arrives exactly once and each sender's messages keep their order.
+#[tokio::test]
+async fn concurrent_senders_to_an_online_recipient_lose_nothing() {
+    const SENDERS: usize = 4;
+    const EACH: usize = 50;
+    let relay = Relay::start().await;
+    let bob = relay.register(12).await;
+    let mut senders = Vec::new();
+    for _ in 0..SENDERS {
+        senders.push(relay.register(12).await);
+    }
+    let mut socket = relay.connect(&bob.token).await;
+
+    let tasks: Vec<_> = senders
+        .iter()
+        .enumerate()
+        .map(|(s, sender)| {
+            let http = relay.http.clone();
+            let url = relay.url(&format!("/v1/messages/{}", bob.id));
+            let token = sender.token.clone();
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    let resp = http
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .header("content-type", "application/x-protobuf")
+                        .body(message(2, format!("{s}:{i}").as_bytes()).encode_to_vec())
+                        .send()
+                        .await
+                        .expect("send");
+                    assert_eq!(resp.status().as_u16(), 201);
+                }
+            })
+        })
+        .collect();
+
+    let mut next = [0usize; SENDERS];
+    let mut ids = HashSet::new();
+    for _ in 0..SENDERS * EACH {
+        let env = socket.envelope().await;
+        assert!(
+            ids.insert(env.id.clone()),
+            "envelope {} delivered twice",
+            env.id
+        );
+        let text = String::from_utf8(env.message.unwrap().content).unwrap();
+        let (s, i) = text.split_once(':').unwrap();
+        let (s, i): (usize, usize) = (s.parse().unwrap(), i.parse().unwrap());
+        assert_eq!(env.source_user_id, senders[s].id);
+        assert_eq!(
+            i, next[s],
+            "sender {s}: expected message {}, got {i}",
+            next[s]
+        );
+        next[s] += 1;
+        socket.ack_each(&[&env.id]).await;
+    }
+    for t in tasks {
+        t.await.expect("sender task");
+    }
+    socket.sync().await;
+    socket.close().await;
+    assert_queue_empty(&relay, &senders[0], &bob).await;
 }

@@ -84,6 +84,9 @@ async fn refresh_with_unknown_token_is_401() {
     )
     .await;
     expect_error(relay.refresh("").await, 401).await;
+    // An access token is not a refresh token.
+    let user = relay.register(1).await;
+    expect_error(relay.refresh(&user.token).await, 401).await;
 }
 
 #[tokio::test]

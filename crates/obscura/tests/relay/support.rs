@@ -515,6 +515,28 @@ impl Gateway {
         }
     }
 
+    /// Whether the socket is still open: a ping is answered with a pong, or
+    /// the connection turns out closed. Frames in between are dropped.
+    pub async fn is_open(&mut self) -> bool {
+        if self
+            .ws
+            .send(Message::Ping(b"probe".to_vec().into()))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Ok(Some(Ok(Message::Pong(p)))) if p.as_ref() == b"probe" => return true,
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return false,
+                Ok(Some(Ok(_))) => continue,
+                Err(_) => panic!("socket neither answered a ping nor closed"),
+            }
+        }
+    }
+
     /// Client-side close handshake; waits for the server's close or EOF.
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;

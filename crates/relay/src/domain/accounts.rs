@@ -7,7 +7,10 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use super::keys::{validate_one_time_pre_keys, validate_public_key, validate_signed_pre_key};
+use super::keys::{
+    MAX_ONE_TIME_PRE_KEYS_PER_REQUEST, validate_one_time_pre_keys, validate_public_key,
+    validate_signed_pre_key,
+};
 use super::{AuthTokens, Relay, now_secs};
 use crate::config::Argon2Params;
 use crate::error::{Error, Result};
@@ -62,12 +65,12 @@ pub fn validate_password(password: &str) -> Result<()> {
 }
 
 /// Every rule a registration must pass before anything is hashed or stored.
-pub fn validate_registration(reg: &Registration, max_one_time: usize) -> Result<()> {
+pub fn validate_registration(reg: &Registration) -> Result<()> {
     validate_username(&reg.username)?;
     validate_password(&reg.password)?;
     validate_public_key(&reg.identity_key, "identityKey")?;
     validate_signed_pre_key(&reg.identity_key, &reg.signed_pre_key)?;
-    validate_one_time_pre_keys(&reg.one_time_pre_keys, max_one_time)
+    validate_one_time_pre_keys(&reg.one_time_pre_keys, MAX_ONE_TIME_PRE_KEYS_PER_REQUEST)
 }
 
 /// argon2id on the blocking pool, at most one hash per core at a time, so
@@ -147,8 +150,12 @@ fn hash_with(argon2: &Argon2<'_>, password: &str) -> Result<String> {
 
 impl Relay {
     /// Creates the account with its keys and starts a session.
-    pub async fn register(&self, reg: Registration) -> Result<(Uuid, AuthTokens)> {
-        validate_registration(&reg, self.config.max_one_time_prekeys as usize)?;
+    pub async fn register(&self, mut reg: Registration) -> Result<(Uuid, AuthTokens)> {
+        validate_registration(&reg)?;
+        // As for uploads: keep only the newest `max-one-time-prekeys`.
+        let keep = self.config.max_one_time_prekeys as usize;
+        let excess = reg.one_time_pre_keys.len().saturating_sub(keep);
+        reg.one_time_pre_keys.drain(..excess);
         // Cheap early answer; the unique constraint decides under races.
         if self.store.credentials(&reg.username).await?.is_some() {
             return Err(Error::Conflict("username already exists".into()));

@@ -24,6 +24,9 @@ use crate::fanout::{CloseReason, Signal, Subscription};
 
 /// Messages fetched per store round trip.
 const PAGE: u32 = 100;
+/// A ping is sent this often (keeps NAT mappings alive; browsers do not
+/// ping on their own); a client silent for three intervals is gone.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// How long a new session waits for the one it replaced to flush its ACKs.
 const PREDECESSOR_GRACE: Duration = Duration::from_secs(2);
 
@@ -114,6 +117,9 @@ impl Session {
             self.send_pre_key_status(remaining).await?;
         }
         let mut wake = true;
+        let mut last_heard = Instant::now();
+        let mut keepalive =
+            tokio::time::interval_at(Instant::now() + KEEPALIVE_INTERVAL, KEEPALIVE_INTERVAL);
         loop {
             if wake {
                 wake = self.deliver_page().await?;
@@ -128,11 +134,23 @@ impl Session {
                     Signal::PreKeysLow { remaining } => self.send_pre_key_status(remaining).await?,
                 },
                 incoming = self.socket.recv() => match incoming {
-                    Some(Ok(Message::Binary(bytes))) => self.on_frame(&bytes).await,
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(End::ClientGone),
-                    // Pings are answered by the WebSocket layer; text is not part of the protocol.
-                    Some(Ok(_)) => {}
+                    // Any frame proves liveness; pings are answered by the WebSocket
+                    // layer, text is not part of the protocol.
+                    Some(Ok(message)) if !matches!(message, Message::Close(_)) => {
+                        last_heard = Instant::now();
+                        if let Message::Binary(bytes) = message {
+                            self.on_frame(&bytes).await;
+                        }
+                    }
+                    // A close frame, end of stream or a broken socket.
+                    Some(Ok(_)) | None | Some(Err(_)) => return Ok(End::ClientGone),
                 },
+                _ = keepalive.tick() => {
+                    if last_heard.elapsed() > KEEPALIVE_INTERVAL * 3 {
+                        return Ok(End::ClientGone);
+                    }
+                    self.send_message(Message::Ping(Default::default())).await?;
+                }
                 _ = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => self.flush_acks().await,
                 _ = std::future::ready(()), if wake => {}
             }
@@ -198,7 +216,11 @@ impl Session {
     }
 
     async fn send(&mut self, frame: WebSocketFrame) -> Result<(), String> {
-        let message = Message::Binary(frame.encode_to_vec().into());
+        self.send_message(Message::Binary(frame.encode_to_vec().into()))
+            .await
+    }
+
+    async fn send_message(&mut self, message: Message) -> Result<(), String> {
         match timeout(SEND_TIMEOUT, self.socket.send(message)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("send: {e}")),

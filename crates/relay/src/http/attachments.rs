@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio_util::io::ReaderStream;
 
 use super::AppState;
+use super::error::UnreadBody;
 use super::extract::{AuthUser, content_length, path_uuid};
 use crate::error::Result;
 
@@ -26,7 +27,8 @@ pub async fn upload(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<AttachmentResponse>)> {
+) -> Result<(StatusCode, Json<AttachmentResponse>), UnreadBody> {
+    // Any failure may leave the body partly unread (see `UnreadBody`).
     let stream = Box::pin(body.into_data_stream().map_err(std::io::Error::other));
     let attachment = state
         .relay

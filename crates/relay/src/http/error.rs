@@ -45,6 +45,27 @@ impl IntoResponse for Error {
     }
 }
 
+/// An error answered while the request body may still be (partly) unread.
+/// The connection cannot carry another request then, so the response says
+/// `Connection: close` and keep-alive clients do not reuse it.
+pub struct UnreadBody(pub Error);
+
+impl From<Error> for UnreadBody {
+    fn from(error: Error) -> Self {
+        UnreadBody(error)
+    }
+}
+
+impl IntoResponse for UnreadBody {
+    fn into_response(self) -> Response {
+        let mut response = self.0.into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+    }
+}
+
 pub async fn not_found() -> Response {
     json_error(StatusCode::NOT_FOUND, "not found")
 }

@@ -1,6 +1,6 @@
-//! Request extractors. Each one either yields a value or an [`Error`], so
-//! every rejection goes through the one error mapping (no plain-text
-//! framework rejections).
+//! Request extractors. Each one either yields a value or an error built by
+//! the one error mapping (`http::error`), so there are no plain-text
+//! framework rejections.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -9,11 +9,13 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::AppState;
 use super::client_ip::client_ip;
+use super::error::UnreadBody;
 use crate::error::Error;
 use crate::ratelimit::{Bucket, RetryAfter};
 
@@ -104,23 +106,25 @@ impl FromRequestParts<AppState> for AuthLimited {
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
-    type Rejection = Error;
+    type Rejection = Response;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Error> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
         // Refuse a declared oversize body before waiting for any of it.
         if content_length(req.headers()).is_some_and(|len| len > super::MAX_JSON_BYTES as u64) {
-            return Err(Error::invalid("request body too large"));
+            return Err(UnreadBody(Error::invalid("request body too large")).into_response());
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            // Reading stopped part-way: the rest of the body is unread.
+            let error = if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 Error::invalid("request body too large")
             } else {
                 Error::invalid("could not read request body")
-            }
+            };
+            UnreadBody(error).into_response()
         })?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
-            .map_err(|e| Error::invalid(format!("invalid JSON body: {e}")))
+            .map_err(|e| Error::invalid(format!("invalid JSON body: {e}")).into_response())
     }
 }
 

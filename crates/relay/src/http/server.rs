@@ -66,12 +66,20 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
         let service = TowerToHyperService::new(
             service.map_request(|req: Request<Incoming>| req.map(Body::new)),
         );
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            // A connection that never sends a byte would never start hyper's
+            // header timer: give it the same deadline for its first byte.
+            let mut first = [0u8; 1];
+            if !matches!(
+                tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await,
+                Ok(Ok(1..))
+            ) {
+                return;
+            }
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
