@@ -1,6 +1,8 @@
 //! `obscura`: one binary for the relay, the vault guardian and the client.
 
 mod dev;
+#[cfg(feature = "otlp")]
+mod otlp;
 
 use clap::{Parser, Subcommand};
 
@@ -44,20 +46,34 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("OBSCURA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let logs = match cli.log_format {
+        LogFormat::Text => logs.boxed(),
         // Span fields (request_id, method, path) ride along on every line.
         LogFormat::Json => logs
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .init(),
-    }
+            .boxed(),
+    };
+    let subscriber = tracing_subscriber::registry().with(filter).with(logs);
+    #[cfg(feature = "otlp")]
+    let (subscriber, _otlp) = {
+        let service = match &cli.command {
+            Command::Guardian(_) => "obscura-guardian",
+            _ => "obscura-relay",
+        };
+        let (layer, guard) = otlp::layer(service)?.unzip();
+        (subscriber.with(layer), guard)
+    };
+    subscriber.init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -3,6 +3,7 @@
 //! configuration reference checked against `--help`.
 
 mod docs;
+mod logs;
 mod metrics;
 mod standin;
 #[path = "../relay/support.rs"]
