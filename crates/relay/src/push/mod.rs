@@ -185,6 +185,35 @@ mod tests {
     }
 
     #[test]
+    fn providers_are_enabled_by_complete_credentials() {
+        use crate::cli::RelayArgs;
+        use crate::config::Config;
+        let c = Config::resolve(RelayArgs::default()).unwrap();
+        assert!(c.push.fcm.is_none() && c.push.apns.is_none());
+        assert_eq!(c.push.delay, Duration::from_secs(2));
+        assert_eq!(c.push.throttle, Duration::from_secs(30));
+        let apns_without_team = RelayArgs {
+            apns_key_file: Some("AuthKey.p8".into()),
+            apns_key_id: Some("KEY".into()),
+            apns_topic: Some("org.example".into()),
+            ..Default::default()
+        };
+        assert!(Config::resolve(apns_without_team).is_err());
+        let bad_endpoint = RelayArgs {
+            fcm_service_account: Some("sa.json".into()),
+            fcm_endpoint: Some("ftp://fcm".into()),
+            ..Default::default()
+        };
+        assert!(Config::resolve(bad_endpoint).is_err());
+        let fcm = RelayArgs {
+            fcm_service_account: Some("sa.json".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(fcm).unwrap();
+        assert_eq!(c.push.fcm.unwrap().endpoint, fcm::DEFAULT_ENDPOINT);
+    }
+
+    #[test]
     fn the_payload_is_constant_and_content_free() {
         let v: serde_json::Value = serde_json::from_slice(WAKE_PAYLOAD).unwrap();
         assert_eq!(v, serde_json::json!({"type": WAKE_TYPE}));

@@ -80,6 +80,8 @@ pub struct Wakeups {
     config: PushConfig,
     /// Wakes the worker when this node scheduled a job.
     scheduled: Notify,
+    /// Providers with credentials: tokens of other kinds get no jobs.
+    kinds: Vec<&'static str>,
 }
 
 fn millis(d: Duration) -> i64 {
@@ -88,11 +90,20 @@ fn millis(d: Duration) -> i64 {
 
 impl Wakeups {
     pub fn new(store: Arc<dyn Store>, fanout: Arc<dyn Fanout>, config: PushConfig) -> Self {
+        let kinds = [
+            (PushKind::Fcm, config.fcm.is_some()),
+            (PushKind::Apns, config.apns.is_some()),
+            (PushKind::UnifiedPush, true),
+        ]
+        .into_iter()
+        .filter_map(|(kind, enabled)| enabled.then_some(kind.as_str()))
+        .collect();
         Self {
             store,
             fanout,
             config,
             scheduled: Notify::new(),
+            kinds,
         }
     }
 
@@ -110,7 +121,7 @@ impl Wakeups {
         let due = now_millis().saturating_add(millis(self.config.delay));
         match self
             .store
-            .schedule_push(user, due, millis(self.config.throttle))
+            .schedule_push(user, due, millis(self.config.throttle), &self.kinds)
             .await
         {
             Ok(true) => self.scheduled.notify_one(),

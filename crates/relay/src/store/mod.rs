@@ -276,8 +276,15 @@ pub trait Store: Send + Sync + 'static {
     /// Schedules a wake-up for `user` at `due_ms`, or at the end of the
     /// throttle window (`throttle_ms` after the last one sent) if later. A
     /// pending job is left as it is (coalescing). Users without a push token
-    /// get none. True if a job is pending afterwards.
-    async fn schedule_push(&self, user: Uuid, due_ms: i64, throttle_ms: i64) -> StoreResult<bool>;
+    /// of one of the `kinds` (providers configured; a NULL kind is `fcm`) get
+    /// none. True if a job is pending afterwards.
+    async fn schedule_push(
+        &self,
+        user: Uuid,
+        due_ms: i64,
+        throttle_ms: i64,
+        kinds: &[&str],
+    ) -> StoreResult<bool>;
     /// Cancels the user's pending wake-up unless a worker holds a live lease on it.
     async fn cancel_push(&self, user: Uuid, now_ms: i64) -> StoreResult<()>;
     /// When the next pending wake-up may be claimed (ms), if there is one.

@@ -526,8 +526,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn schedule_push(&self, user: Uuid, due_ms: i64, throttle_ms: i64) -> StoreResult<bool> {
-        self.push_schedule(user, due_ms, throttle_ms).await
+    async fn schedule_push(
+        &self,
+        user: Uuid,
+        due_ms: i64,
+        throttle_ms: i64,
+        kinds: &[&str],
+    ) -> StoreResult<bool> {
+        self.push_schedule(user, due_ms, throttle_ms, kinds).await
     }
 
     async fn cancel_push(&self, user: Uuid, now_ms: i64) -> StoreResult<()> {

@@ -13,12 +13,16 @@ impl SqliteStore {
         user: Uuid,
         due_ms: i64,
         throttle_ms: i64,
+        kinds: &[&str],
     ) -> StoreResult<bool> {
+        let kinds = serde_json::to_string(kinds)
+            .map_err(|e| StoreError::Corrupt(format!("push kinds: {e}")))?;
         // No token, no row; a pending job keeps its due time (coalescing);
         // a new one waits for the throttle window of the last one sent.
         let row = sqlx::query(
             "INSERT INTO push_jobs (user_id, due_at_ms)
-             SELECT user_id, ?2 FROM push_tokens WHERE user_id = ?1
+             SELECT user_id, ?2 FROM push_tokens
+             WHERE user_id = ?1 AND COALESCE(kind, 'fcm') IN (SELECT value FROM json_each(?4))
              ON CONFLICT (user_id) DO UPDATE SET
                  attempts = CASE WHEN push_jobs.due_at_ms IS NULL THEN 0 ELSE push_jobs.attempts END,
                  due_at_ms = COALESCE(push_jobs.due_at_ms,
@@ -28,6 +32,7 @@ impl SqliteStore {
         .bind(user.to_string())
         .bind(due_ms)
         .bind(throttle_ms)
+        .bind(kinds)
         .fetch_optional(&self.writer)
         .await?;
         Ok(row.is_some())
@@ -188,6 +193,8 @@ mod tests {
     use super::*;
     use crate::store::{Identity, NewUser, SignedPreKey, Store};
 
+    const ALL: &[&str] = &["fcm", "apns", "unifiedpush"];
+
     async fn store_with_token(token: Option<&str>) -> (tempfile::TempDir, SqliteStore, Uuid) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).await.unwrap();
@@ -223,15 +230,23 @@ mod tests {
     #[tokio::test]
     async fn no_token_no_job() {
         let (_dir, store, user) = store_with_token(None).await;
-        assert!(!store.schedule_push(user, 100, 1000).await.unwrap());
+        assert!(!store.schedule_push(user, 100, 1000, ALL).await.unwrap());
         assert_eq!(store.next_push_due().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn no_configured_provider_no_job() {
+        let (_dir, store, user) = store_with_token(Some("tok")).await;
+        let only_up: &[&str] = &["unifiedpush"];
+        assert!(!store.schedule_push(user, 100, 1000, only_up).await.unwrap());
+        assert!(store.schedule_push(user, 100, 1000, ALL).await.unwrap());
     }
 
     #[tokio::test]
     async fn bursts_coalesce_and_a_claim_is_exclusive() {
         let (_dir, store, user) = store_with_token(Some("tok")).await;
-        assert!(store.schedule_push(user, 100, 1000).await.unwrap());
-        assert!(store.schedule_push(user, 150, 1000).await.unwrap());
+        assert!(store.schedule_push(user, 100, 1000, ALL).await.unwrap());
+        assert!(store.schedule_push(user, 150, 1000, ALL).await.unwrap());
         assert_eq!(store.next_push_due().await.unwrap(), Some(100));
         assert!(
             store
@@ -261,7 +276,7 @@ mod tests {
             .unwrap();
         assert_eq!(store.next_push_due().await.unwrap(), None);
         // Throttled: the next job waits for last_sent + throttle.
-        assert!(store.schedule_push(user, 400, 1000).await.unwrap());
+        assert!(store.schedule_push(user, 400, 1000, ALL).await.unwrap());
         assert_eq!(store.next_push_due().await.unwrap(), Some(1300));
         store.cancel_push(user, 500).await.unwrap();
         assert_eq!(store.next_push_due().await.unwrap(), None);
@@ -270,7 +285,7 @@ mod tests {
     #[tokio::test]
     async fn an_expired_lease_is_claimed_again_and_the_old_claim_is_ignored() {
         let (_dir, store, user) = store_with_token(Some("tok")).await;
-        store.schedule_push(user, 0, 0).await.unwrap();
+        store.schedule_push(user, 0, 0, ALL).await.unwrap();
         let lost = store.claim_pushes(Uuid::new_v4(), 0, 10, 10).await.unwrap();
         assert_eq!(store.next_push_due().await.unwrap(), Some(10));
         let again = store
@@ -297,6 +312,6 @@ mod tests {
             .await
             .unwrap();
         // The token is gone: no further jobs.
-        assert!(!store.schedule_push(user, 100, 0).await.unwrap());
+        assert!(!store.schedule_push(user, 100, 0, ALL).await.unwrap());
     }
 }
