@@ -21,6 +21,11 @@ pub struct RelayArgs {
     #[serde(skip)]
     pub config: Option<PathBuf>,
 
+    /// Log line format on stderr: text for people, json (one object per line) for collectors. [default: text]
+    #[arg(long, env = "OBSCURA_LOG_FORMAT", value_enum, value_name = "FORMAT")]
+    #[serde(skip)]
+    pub log_format: Option<LogFormat>,
+
     /// Public API address (port 0 = any free port). [default: 127.0.0.1:3000]
     #[arg(long, env = "OBSCURA_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
@@ -173,12 +178,22 @@ pub struct RelayArgs {
     pub unifiedpush_allow_private: Option<bool>,
 }
 
+/// Format of the log lines on stderr. Read before anything else (logging
+/// starts first), so it is a flag or environment variable only, not a TOML key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 impl RelayArgs {
     /// Fills every option not given on the command line or in the
     /// environment from `file` (the lower-precedence source).
     pub fn or(self, file: RelayArgs) -> RelayArgs {
         RelayArgs {
             config: self.config,
+            log_format: self.log_format,
             listen: self.listen.or(file.listen),
             mgmt_listen: self.mgmt_listen.or(file.mgmt_listen),
             data_dir: self.data_dir.or(file.data_dir),
@@ -252,7 +267,8 @@ mod tests {
                 docs.contains(&format!("`{env}`")),
                 "{env} missing from docs/configuration.md"
             );
-            if long != "config" {
+            // Neither can come from the TOML file (logging starts first).
+            if long != "config" && long != "log-format" {
                 assert!(
                     docs.contains(&format!("`{long}`")),
                     "TOML key {long} missing"

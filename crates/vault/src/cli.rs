@@ -38,6 +38,20 @@ pub struct ServeArgs {
     )]
     pub peer_listen: SocketAddr,
 
+    /// Address of the management listener (`/metrics`, `/livez`, `/readyz`),
+    /// e.g. 127.0.0.1:7502. Not started unless given; keep it off public networks.
+    #[arg(long, env = "OBSCURA_GUARDIAN_MGMT_LISTEN")]
+    pub mgmt_listen: Option<SocketAddr>,
+
+    /// Log line format on stderr: `text` (human-readable) or `json` (one object per line).
+    #[arg(
+        long,
+        env = "OBSCURA_GUARDIAN_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
+
     /// Directory holding shares, secrets and the integrity key.
     #[arg(
         long,
@@ -150,6 +164,13 @@ pub struct ServeArgs {
     /// Maximum number of named secrets per identity (V2).
     #[arg(long, env = "OBSCURA_GUARDIAN_MAX_SECRETS", default_value_t = 1000)]
     pub max_secrets: usize,
+}
+
+/// Format of the log lines written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Operator actions of `obscura guardian`.

@@ -33,6 +33,18 @@ pub enum PeerState {
     Dead,
 }
 
+impl PeerState {
+    /// The lower-case name used in JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Alive => "alive",
+            Self::Suspect => "suspect",
+            Self::Dead => "dead",
+        }
+    }
+}
+
 /// A guardian as listed by `/v1/vault/guardians`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GuardianEntry {
@@ -218,6 +230,7 @@ impl Cluster {
             }
             .await
             .is_ok();
+            crate::telemetry::heartbeat(ok);
             if !ok {
                 conn = None;
             }

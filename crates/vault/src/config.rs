@@ -41,6 +41,7 @@ impl RateLimit {
 pub struct Settings {
     pub listen: SocketAddr,
     pub peer_listen: SocketAddr,
+    pub mgmt_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub peers: Vec<String>,
     pub threshold: u32,
@@ -88,6 +89,7 @@ impl Settings {
         Ok(Self {
             listen: args.listen,
             peer_listen: args.peer_listen,
+            mgmt_listen: args.mgmt_listen,
             data_dir: args.data_dir.clone(),
             peers,
             threshold,

@@ -5,7 +5,8 @@
 //! [`http`] (API, thin handlers) → [`vault`] (per-identity serialization,
 //! blocking pool) → [`storage`] (durable, checksummed records); [`auth`]
 //! (challenges and sessions); [`peer`] (binary protocol) and [`cluster`]
-//! (heartbeats, liveness).
+//! (heartbeats, liveness); [`telemetry`] (metrics and logs) served by
+//! [`mgmt`] (`/metrics`, `/livez`, `/readyz`).
 
 pub mod auth;
 pub mod cli;
@@ -13,8 +14,10 @@ pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod identity;
+pub mod mgmt;
 pub mod peer;
 pub mod storage;
+pub mod telemetry;
 pub mod vault;
 
 use std::io::Write;
@@ -47,8 +50,20 @@ pub async fn run(args: GuardianArgs) -> anyhow::Result<()> {
     let peer_listener = TcpListener::bind(settings.peer_listen)
         .await
         .with_context(|| format!("binding {}", settings.peer_listen))?;
+    let mgmt_listener = match settings.mgmt_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr}"))?,
+        ),
+        None => None,
+    };
     let http_addr = http_listener.local_addr()?;
     let peer_addr = peer_listener.local_addr()?;
+    let mgmt_addr = mgmt_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
 
     let cluster = Arc::new(cluster::Cluster::new(
         http_addr,
@@ -88,14 +103,29 @@ pub async fn run(args: GuardianArgs) -> anyhow::Result<()> {
     let counter = vault.clone();
     cluster.spawn_heartbeats(move || counter.share_count(), shutdown.clone());
     tokio::spawn(maintenance(Arc::clone(&app), shutdown.clone()));
+    // The management API outlives the client API's drain, reporting not
+    // ready meanwhile.
+    let mgmt_stop = CancellationToken::new();
+    if let Some(listener) = mgmt_listener {
+        let state = Arc::new(mgmt::Mgmt {
+            metrics: telemetry::install_recorder()?,
+            cluster: Arc::clone(&cluster),
+            vault: vault.clone(),
+            draining: shutdown.clone(),
+        });
+        tokio::spawn(mgmt::serve(listener, state, mgmt_stop.clone()));
+    }
 
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening http {http_addr}")?;
         writeln!(out, "listening peer {peer_addr}")?;
+        if let Some(addr) = mgmt_addr {
+            writeln!(out, "listening mgmt {addr}")?;
+        }
         out.flush()?;
     }
-    tracing::info!(%http_addr, %peer_addr, peers = settings.peers.len(), "guardian started");
+    tracing::info!(%http_addr, %peer_addr, mgmt_addr = ?mgmt_addr, peers = settings.peers.len(), "guardian started");
 
     let opts = http::ServeOptions {
         header_timeout: settings.header_timeout,
@@ -103,6 +133,7 @@ pub async fn run(args: GuardianArgs) -> anyhow::Result<()> {
         max_connections: settings.max_connections,
     };
     http::serve(http_listener, http::router(app), opts, shutdown).await;
+    mgmt_stop.cancel();
     tracing::info!("guardian stopped");
     Ok(())
 }

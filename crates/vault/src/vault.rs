@@ -95,15 +95,22 @@ impl Vault {
         self.store.share_count()
     }
 
-    /// Runs `op` on the blocking pool. Writers move their lock guard into
-    /// `op`: if the request is cancelled (client gone), the write still runs
-    /// to its end, and the lock is held until it has.
+    /// Readiness of the storage backend.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        self.blocking(|s| s.check()).await
+    }
+
+    /// Runs `op` on the blocking pool, inside the caller's span (its logs
+    /// keep the request id). Writers move their lock guard into `op`: if the
+    /// request is cancelled (client gone), the write still runs to its end,
+    /// and the lock is held until it has.
     async fn blocking<T: Send + 'static>(
         &self,
         op: impl FnOnce(&dyn ShareStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || op(store.as_ref()))
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| op(store.as_ref())))
             .await
             .map_err(|e| StoreError::Task(e.to_string()))?
     }

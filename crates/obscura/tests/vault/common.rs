@@ -42,6 +42,8 @@ impl Guardian {
             "127.0.0.1:0",
             "--peer-listen",
             "127.0.0.1:0",
+            "--mgmt-listen",
+            "127.0.0.1:0",
             "--data-dir",
             &dir,
             "--rate-limit-ip-per-min",
@@ -50,7 +52,7 @@ impl Guardian {
             "0",
         ];
         args.extend_from_slice(extra);
-        let server = Server::start(BIN, &args, envs, &["http", "peer"])
+        let server = Server::start(BIN, &args, envs, &["http", "peer", "mgmt"])
             .await
             .expect("guardian starts");
         Self {
@@ -62,6 +64,27 @@ impl Guardian {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server.url("http"))
+    }
+
+    /// A URL on the management listener.
+    pub fn mgmt_url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.url("mgmt"))
+    }
+
+    /// Scrapes `/metrics` and parses it as Prometheus text exposition.
+    pub async fn scrape(&self) -> Metrics {
+        let resp = self
+            .client
+            .get(self.mgmt_url("/metrics"))
+            .send()
+            .await
+            .expect("scrape");
+        assert_eq!(resp.status(), 200);
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with("text/plain"), "content-type {ct}");
+        let text = resp.text().await.expect("metrics body");
+        let lines = text.lines().map(|l| Ok(l.to_string()));
+        Metrics(prometheus_parse::Scrape::parse(lines).expect("Prometheus text format"))
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -250,5 +273,39 @@ where
             "timed out waiting for: {what}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One parsed scrape of `/metrics`.
+pub struct Metrics(pub prometheus_parse::Scrape);
+
+impl Metrics {
+    /// The samples of `name` whose labels include all of `labels`.
+    pub fn samples<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = &'a prometheus_parse::Sample> + 'a {
+        self.0.samples.iter().filter(move |s| {
+            s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+        })
+    }
+
+    /// Sum of the matching counter/gauge samples (0 when there is none), or
+    /// of the observation counts of matching histograms.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        use prometheus_parse::Value;
+        self.samples(name, labels)
+            .map(|s| match &s.value {
+                Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+                Value::Histogram(buckets) => buckets.iter().map(|b| b.count).fold(0.0, f64::max),
+                Value::Summary(_) => 0.0,
+            })
+            .sum()
+    }
+
+    /// Whether a series `name` with these labels exists at all.
+    pub fn has(&self, name: &str, labels: &[(&str, &str)]) -> bool {
+        self.samples(name, labels).next().is_some()
     }
 }

@@ -5,5 +5,8 @@ mod api_v1;
 mod auth;
 mod cluster;
 mod common;
+mod docs;
+mod limits;
+mod observability;
 mod storage;
 mod v2;

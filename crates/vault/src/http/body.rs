@@ -19,6 +19,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use super::io::LingerOnClose;
 use crate::config::MAX_SHARE_SIZE;
 
 /// Reads the whole body, failing as soon as it exceeds `limit` (a declared
@@ -56,11 +57,13 @@ pub async fn read_limited(
 /// to the end (refused before reading: bad token, declared length over the
 /// limit…), the connection cannot carry another request. Say so with
 /// `Connection: close`, or a keep-alive client would reuse a connection the
-/// server is about to drop.
+/// server is about to drop, and have the connection end with a lingering
+/// close so the client can finish sending and read the answer.
 pub async fn close_if_unread(req: Request, next: Next) -> Response {
     if req.body().is_end_stream() {
         return next.run(req).await;
     }
+    let linger = req.extensions().get::<LingerOnClose>().cloned();
     let done = Arc::new(AtomicBool::new(false));
     let tracked = Arc::clone(&done);
     let req = req.map(|inner| {
@@ -73,6 +76,9 @@ pub async fn close_if_unread(req: Request, next: Next) -> Response {
     if !done.load(Ordering::Acquire) {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        if let Some(l) = linger {
+            l.request();
+        }
     }
     resp
 }

@@ -80,7 +80,34 @@ impl ApiError {
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
+
+    /// How an operation refused with this error ended, for metrics: a small
+    /// fixed vocabulary, coarser than the messages.
+    pub fn outcome(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            EmptyBody | BodyTooLarge | MissingField(_) | Identity(_) | InvalidBase64
+            | ShareTooLarge | ShareEmpty | InvalidVersion | InvalidSecretName
+            | MethodNotAllowed => "rejected",
+            VersionNotGreater => "stale_version",
+            TooManySecrets => "too_many_secrets",
+            BodyTimeout => "timeout",
+            MissingSession | InvalidSession => "unauthenticated",
+            InvalidChallenge => "invalid",
+            ChallengeExpired => "expired",
+            ChallengeUsed => "replayed",
+            ShareNotFound | SecretNotFound | RouteNotFound => "not_found",
+            RateLimited { .. } => "rate_limited",
+            Unavailable => "unavailable",
+            Internal => "error",
+        }
+    }
 }
+
+/// An error answer's [`ApiError::outcome`], carried in the response's
+/// extensions to the metrics middleware.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorOutcome(pub &'static str);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -89,6 +116,7 @@ impl IntoResponse for ApiError {
             Json(serde_json::json!({ "error": self.to_string() })),
         )
             .into_response();
+        resp.extensions_mut().insert(ErrorOutcome(self.outcome()));
         if let ApiError::RateLimited { limit } = self {
             let h = resp.headers_mut();
             h.insert("x-ratelimit-limit", HeaderValue::from(limit));

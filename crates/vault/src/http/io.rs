@@ -1,15 +1,64 @@
-//! A write deadline for client connections: hyper has read (header) timeouts
-//! but none for writes, so a client that requests large answers and never
-//! reads them could hold its connection (and a connection slot) forever.
+//! Connection-level I/O policies hyper does not provide:
+//! * a write deadline: hyper has read (header) timeouts but none for writes,
+//!   so a client that requests large answers and never reads them could hold
+//!   its connection (and a connection slot) forever;
+//! * a lingering close: a connection whose last request was answered before
+//!   its body was read (too large, unauthenticated…) is not simply closed.
+//!   Closing a socket with unread input makes the kernel send a reset, which
+//!   makes an ordinary client (still writing its body) fail with EPIPE or
+//!   ECONNRESET and lose the answer. So the answer is followed by a FIN, and
+//!   the rest of the body is read and discarded, within a byte and time
+//!   budget, before the socket is closed.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Sleep;
+
+/// Most request-body bytes discarded after an answer before closing.
+pub const LINGER_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Longest time spent discarding them.
+pub const LINGER_MAX_TIME: Duration = Duration::from_secs(2);
+
+/// A connection's "end with a lingering close" flag, in each request's
+/// extensions; set when a request is answered without its body read.
+#[derive(Debug, Clone, Default)]
+pub struct LingerOnClose(Arc<AtomicBool>);
+
+impl LingerOnClose {
+    pub fn request(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Lingering close: sends FIN (the answer is complete), then reads and
+/// discards what the client still sends (`already` bytes were buffered by
+/// hyper) until it stops, [`LINGER_MAX_BYTES`] or [`LINGER_MAX_TIME`];
+/// dropping `io` then closes the socket. Nothing is kept.
+pub async fn linger<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, already: usize) {
+    if io.shutdown().await.is_err() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + LINGER_MAX_TIME;
+    let mut left = LINGER_MAX_BYTES.saturating_sub(already);
+    let mut sink = vec![0u8; 16 * 1024];
+    while left > 0 {
+        match tokio::time::timeout_at(deadline, io.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => return,
+        }
+    }
+}
 
 /// Fails a write (and so the connection) that makes no progress for `timeout`.
 pub struct WriteTimeout<T> {
@@ -109,9 +158,39 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<T> {
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::AsyncWriteExt;
-
     use super::*;
+
+    #[tokio::test]
+    async fn linger_drains_what_the_client_still_sends_then_stops() {
+        let (server, mut client) = tokio::io::duplex(64 * 1024);
+        let lingering = tokio::spawn(linger(server, 0));
+        // The client's remaining body goes through, and it sees the FIN.
+        client.write_all(&vec![7u8; 1024 * 1024]).await.unwrap();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        drop(client);
+        lingering.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn linger_gives_up_after_its_byte_budget() {
+        let (server, mut client) = tokio::io::duplex(64 * 1024);
+        let lingering = tokio::spawn(linger(server, LINGER_MAX_BYTES - 1024));
+        // Far more than the budget left: the server stops reading, so the
+        // client's writes fail once the server side is gone.
+        let written = async {
+            let chunk = vec![0u8; 16 * 1024];
+            let mut total = 0usize;
+            while client.write_all(&chunk).await.is_ok() {
+                total += chunk.len();
+            }
+            total
+        }
+        .await;
+        lingering.await.unwrap();
+        assert!(written < 1024 * 1024, "{written} bytes accepted");
+    }
 
     #[tokio::test]
     async fn a_write_nobody_reads_fails_after_the_timeout() {

@@ -18,6 +18,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::config::RateLimit;
 use crate::identity::Identity;
+use crate::telemetry;
 
 type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInformationMiddleware>;
 
@@ -25,16 +26,19 @@ type Keyed<K> = RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, StateInf
 pub struct Limiter<K: Hash + Eq + Clone> {
     inner: Keyed<K>,
     burst: u32,
+    /// What is limited (`ip`, `identity`), for metrics.
+    scope: &'static str,
 }
 
 impl<K: Hash + Eq + Clone> Limiter<K> {
-    fn new(limit: RateLimit) -> Self {
+    fn new(limit: RateLimit, scope: &'static str) -> Self {
         let per_min = NonZeroU32::new(limit.per_min).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::per_minute(per_min).allow_burst(burst);
         Self {
             inner: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
             burst: burst.get(),
+            scope,
         }
     }
 
@@ -42,7 +46,10 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     fn check(&self, key: &K) -> Result<u32, ApiError> {
         match self.inner.check_key(key) {
             Ok(snapshot) => Ok(snapshot.remaining_burst_capacity()),
-            Err(_) => Err(ApiError::RateLimited { limit: self.burst }),
+            Err(_) => {
+                telemetry::rate_limited(self.scope);
+                Err(ApiError::RateLimited { limit: self.burst })
+            }
         }
     }
 }
@@ -56,8 +63,8 @@ pub struct RateLimits {
 impl RateLimits {
     pub fn new(ip: Option<RateLimit>, identity: Option<RateLimit>) -> Self {
         Self {
-            ip: ip.map(Limiter::new),
-            identity: identity.map(Limiter::new),
+            ip: ip.map(|l| Limiter::new(l, "ip")),
+            identity: identity.map(|l| Limiter::new(l, "identity")),
         }
     }
 

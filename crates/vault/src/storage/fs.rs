@@ -326,6 +326,25 @@ impl ShareStore for FsStore {
     fn share_count(&self) -> u64 {
         self.shares.load(Ordering::Relaxed)
     }
+
+    /// The layout's directories exist and the data directory accepts a new
+    /// file (a disk remounted read-only or a lost permission fails here).
+    fn check(&self) -> Result<(), StoreError> {
+        for dir in ["shares", "vaults"] {
+            let path = self.root.join(dir);
+            let meta = std::fs::metadata(&path).map_err(|e| StoreError::io(&path, e))?;
+            if !meta.is_dir() {
+                return Err(StoreError::Corrupt(path));
+            }
+        }
+        let probe = self.root.join(".ready-probe");
+        std::fs::write(&probe, b"").map_err(|e| StoreError::io(&probe, e))?;
+        match std::fs::remove_file(&probe) {
+            // A concurrent probe removed it first.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::io(&probe, e)),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn now_ns() -> u64 {

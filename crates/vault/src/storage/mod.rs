@@ -96,4 +96,6 @@ pub trait ShareStore: Send + Sync + 'static {
     fn list_secrets(&self, identity: &Identity) -> Result<Vec<SecretSummary>, StoreError>;
     /// Number of identities holding a V1 share (advertised in heartbeats).
     fn share_count(&self) -> u64;
+    /// Whether the backend can currently serve reads and writes (readiness).
+    fn check(&self) -> Result<(), StoreError>;
 }
