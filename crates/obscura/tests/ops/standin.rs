@@ -56,6 +56,8 @@ struct Shared {
     requests: Mutex<Vec<Recorded>>,
     arrived: Notify,
     responder: Mutex<Responder>,
+    /// How long each answer is held back (a slow provider).
+    delay: Mutex<std::time::Duration>,
 }
 
 pub struct StandIn {
@@ -77,6 +79,7 @@ impl StandIn {
             requests: Mutex::new(Vec::new()),
             arrived: Notify::new(),
             responder: Mutex::new(responder),
+            delay: Mutex::new(std::time::Duration::ZERO),
         });
         let router = axum::Router::new()
             .fallback(record)
@@ -105,6 +108,11 @@ impl StandIn {
 
     pub fn set_responder(&self, responder: Responder) {
         *self.shared.responder.lock().unwrap() = responder;
+    }
+
+    /// Holds every answer back by `delay` (the request is recorded at once).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        *self.shared.delay.lock().unwrap() = delay;
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -171,6 +179,8 @@ async fn record(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let (status, body) = responder(&recorded);
     shared.requests.lock().unwrap().push(recorded);
     shared.arrived.notify_waiters();
+    let delay = *shared.delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
     (
         StatusCode::from_u16(status).expect("valid status"),
         [("content-type", "application/json")],

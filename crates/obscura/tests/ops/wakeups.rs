@@ -548,3 +548,69 @@ async fn apns_gets_an_http2_background_push_with_a_valid_es256_token() {
         "the refused token was deleted"
     );
 }
+
+/// Two relay processes on one database (SQLite locks across processes as
+/// PostgreSQL does across nodes): both workers race for the same jobs, and
+/// the lease makes each wake-up go out once.
+#[tokio::test]
+async fn two_relays_on_one_database_send_each_wakeup_once() {
+    let up = StandIn::start(always(201, "{}")).await;
+    // A slow provider keeps jobs in flight past the other node's next poll.
+    up.set_delay(std::time::Duration::from_millis(1500));
+    let a = relay_with(&["--push-delay-ms", "200", "--push-throttle-secs", "0"]).await;
+    let dir = a.dir.path().to_str().unwrap().to_owned();
+    let b = obscura_testkit::Server::start(
+        env!("CARGO_BIN_EXE_obscura"),
+        &[
+            "relay",
+            "--listen",
+            "127.0.0.1:0",
+            "--mgmt-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &dir,
+            "--unifiedpush-allow-private",
+            "--push-delay-ms",
+            "200",
+            "--push-throttle-secs",
+            "0",
+        ],
+        &[],
+        &["http", "mgmt"],
+    )
+    .await
+    .expect("second relay starts on the same data directory");
+    let sender = a.register(12).await;
+    let mut users = Vec::new();
+    for i in 0..12 {
+        users.push(up_user(&a, &up, &format!("/user-{i}")).await);
+    }
+    // Both nodes accept messages; both workers claim from the shared table.
+    for (i, user) in users.iter().enumerate() {
+        let base = if i % 2 == 0 { a.url("") } else { b.url("http") };
+        let resp = a
+            .http
+            .post(format!("{base}/v1/messages/{}", user.id))
+            .bearer_auth(&sender.token)
+            .header("content-type", "application/x-protobuf")
+            .body(prost::Message::encode_to_vec(&message(1, b"x")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+    }
+    for i in 0..users.len() {
+        up.wait_for(&format!("/user-{i}"), 1).await;
+    }
+    let fence = up_user(&a, &up, "/fence").await;
+    a.send_ok(&sender.token, &fence.id, &message(1, b"fence"))
+        .await;
+    up.wait_for("/fence", 1).await;
+    for i in 0..users.len() {
+        assert_eq!(
+            up.to(&format!("/user-{i}")).len(),
+            1,
+            "user {i} was woken once"
+        );
+    }
+}
