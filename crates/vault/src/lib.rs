@@ -37,6 +37,12 @@ pub async fn run(args: GuardianArgs) -> anyhow::Result<()> {
         return verify_command(v).await;
     }
     let settings = Settings::from_args(&args.serve)?;
+    // Before anything that records (heartbeats start at once), or the first
+    // samples would go to the no-op recorder.
+    let metrics = match settings.mgmt_listen {
+        Some(_) => Some(telemetry::install_recorder()?),
+        None => None,
+    };
 
     let data_dir = settings.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || storage::FsStore::open(&data_dir))
@@ -106,9 +112,9 @@ pub async fn run(args: GuardianArgs) -> anyhow::Result<()> {
     // The management API outlives the client API's drain, reporting not
     // ready meanwhile.
     let mgmt_stop = CancellationToken::new();
-    if let Some(listener) = mgmt_listener {
+    if let (Some(listener), Some(metrics)) = (mgmt_listener, metrics) {
         let state = Arc::new(mgmt::Mgmt {
-            metrics: telemetry::install_recorder()?,
+            metrics,
             cluster: Arc::clone(&cluster),
             vault: vault.clone(),
             draining: shutdown.clone(),
