@@ -147,7 +147,7 @@ pub struct RelayArgs {
     #[arg(long, env = "OBSCURA_FCM_TOKEN_ENDPOINT", value_name = "URL")]
     pub fcm_token_endpoint: Option<String>,
 
-    /// APNs signing key (AuthKey_<KEYID>.p8); enables APNs wake-ups with the three options below. [default: none]
+    /// APNs signing key (the AuthKey_KEYID.p8 file); enables APNs wake-ups with the three options below. [default: none]
     #[arg(long, env = "OBSCURA_APNS_KEY_FILE", value_name = "FILE")]
     pub apns_key_file: Option<PathBuf>,
 

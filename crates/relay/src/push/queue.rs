@@ -107,10 +107,6 @@ impl Wakeups {
         }
     }
 
-    pub fn config(&self) -> &PushConfig {
-        &self.config
-    }
-
     /// A message was durably queued for `user`. Failures are logged, not
     /// returned: the message is stored either way and the sender must not
     /// retry (and duplicate) it because a wake-up could not be scheduled.
