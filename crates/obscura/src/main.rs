@@ -26,6 +26,9 @@ enum Command {
     Guardian(obscura_vault::cli::GuardianArgs),
     /// Run a local cluster: a relay and N guardians, until Ctrl-C.
     Dev(dev::DevArgs),
+    /// Load generators and benchmarks (public APIs only).
+    #[command(subcommand)]
+    Bench(obscura_bench::BenchCommand),
     #[command(flatten)]
     Client(obscura_client::cli::ClientCommand),
 }
@@ -49,6 +52,7 @@ fn main() -> anyhow::Result<()> {
             Command::Relay(args) => obscura_relay::run(*args).await,
             Command::Guardian(args) => obscura_vault::run(args).await,
             Command::Dev(args) => dev::run(args).await,
+            Command::Bench(cmd) => obscura_bench::run(cmd).await,
             Command::Client(cmd) => obscura_client::cli::run(cmd).await,
         }
     })

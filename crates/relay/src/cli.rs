@@ -123,6 +123,90 @@ pub struct RelayArgs {
     #[arg(long, env = "OBSCURA_TRUSTED_PROXIES", value_name = "LIST")]
     pub trusted_proxies: Option<String>,
 
+    // --- several nodes: PostgreSQL, Redis, S3 (docs/deploy.md) ---------------
+    /// PostgreSQL URL (postgres://user:pass@host/db); without it the relay uses SQLite in the data directory.
+    #[arg(
+        long,
+        env = "OBSCURA_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+
+    /// PostgreSQL schema for the relay's tables, created at start. [default: the URL's search_path]
+    #[arg(long, env = "OBSCURA_DATABASE_SCHEMA", value_name = "NAME")]
+    pub database_schema: Option<String>,
+
+    /// PostgreSQL connections per node. [default: 16]
+    #[arg(long, env = "OBSCURA_DATABASE_MAX_CONNECTIONS", value_name = "N")]
+    pub database_max_connections: Option<u32>,
+
+    /// Longest wait for a pooled PostgreSQL connection, in seconds. [default: 10]
+    #[arg(
+        long,
+        env = "OBSCURA_DATABASE_ACQUIRE_TIMEOUT_SECS",
+        value_name = "SECS"
+    )]
+    pub database_acquire_timeout_secs: Option<u64>,
+
+    /// How long start-up retries an unreachable PostgreSQL/Redis/S3, in seconds. [default: 30]
+    #[arg(long, env = "OBSCURA_CONNECT_TIMEOUT_SECS", value_name = "SECS")]
+    pub connect_timeout_secs: Option<u64>,
+
+    /// Longest pause between two attempts to reach PostgreSQL, Redis or S3, in milliseconds (back-off doubles from 100 ms). [default: 2000]
+    #[arg(long, env = "OBSCURA_BACKOFF_MAX_MS", value_name = "MS")]
+    pub backoff_max_ms: Option<u64>,
+
+    /// Redis URL (redis://host:6379/0): cross-node delivery and shared rate limits. [default: none, single node]
+    #[arg(
+        long,
+        env = "OBSCURA_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel, so deployments can share a Redis. [default: obscura]
+    #[arg(long, env = "OBSCURA_REDIS_KEY_PREFIX", value_name = "PREFIX")]
+    pub redis_key_prefix: Option<String>,
+
+    /// Timeout of one Redis command, in milliseconds. [default: 1000]
+    #[arg(long, env = "OBSCURA_REDIS_TIMEOUT_MS", value_name = "MS")]
+    pub redis_timeout_ms: Option<u64>,
+
+    /// Rate limiting while Redis is unreachable: local (per-node buckets), open (allow) or closed (refuse). [default: local]
+    #[arg(long, env = "OBSCURA_RATE_LIMIT_REDIS_FAILURE", value_name = "MODE")]
+    pub rate_limit_redis_failure: Option<String>,
+
+    /// Connected sessions re-check the store this often, so a lost cross-node notification only delays delivery. [default: 5]
+    #[arg(long, env = "OBSCURA_DELIVERY_POLL_SECS", value_name = "SECS")]
+    pub delivery_poll_secs: Option<u64>,
+
+    /// Attachment storage: `local` (data directory) or `s3://bucket[/prefix]`. [default: local]
+    #[arg(long, env = "OBSCURA_STORAGE", value_name = "URL")]
+    pub storage: Option<String>,
+
+    /// S3 endpoint for S3-compatible servers (http://127.0.0.1:9000). [default: AWS]
+    #[arg(long, env = "OBSCURA_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region. [default: us-east-1]
+    #[arg(long, env = "OBSCURA_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+
+    /// S3 access key id. [default: $AWS_ACCESS_KEY_ID]
+    #[arg(long, env = "OBSCURA_S3_ACCESS_KEY_ID", value_name = "ID")]
+    pub s3_access_key_id: Option<String>,
+
+    /// S3 secret access key. [default: $AWS_SECRET_ACCESS_KEY]
+    #[arg(
+        long,
+        env = "OBSCURA_S3_SECRET_ACCESS_KEY",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub s3_secret_access_key: Option<String>,
+
     /// Milliseconds between a message for an offline user and its wake-up push (a burst shares one). [default: 2000]
     #[arg(long, env = "OBSCURA_PUSH_DELAY_MS", value_name = "MS")]
     pub push_delay_ms: Option<u64>,
@@ -219,6 +303,28 @@ impl RelayArgs {
                 .or(file.auth_rate_limit_per_sec),
             auth_rate_limit_burst: self.auth_rate_limit_burst.or(file.auth_rate_limit_burst),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
+            database_url: self.database_url.or(file.database_url),
+            database_schema: self.database_schema.or(file.database_schema),
+            database_max_connections: self
+                .database_max_connections
+                .or(file.database_max_connections),
+            database_acquire_timeout_secs: self
+                .database_acquire_timeout_secs
+                .or(file.database_acquire_timeout_secs),
+            connect_timeout_secs: self.connect_timeout_secs.or(file.connect_timeout_secs),
+            backoff_max_ms: self.backoff_max_ms.or(file.backoff_max_ms),
+            redis_url: self.redis_url.or(file.redis_url),
+            redis_key_prefix: self.redis_key_prefix.or(file.redis_key_prefix),
+            redis_timeout_ms: self.redis_timeout_ms.or(file.redis_timeout_ms),
+            rate_limit_redis_failure: self
+                .rate_limit_redis_failure
+                .or(file.rate_limit_redis_failure),
+            delivery_poll_secs: self.delivery_poll_secs.or(file.delivery_poll_secs),
+            storage: self.storage.or(file.storage),
+            s3_endpoint: self.s3_endpoint.or(file.s3_endpoint),
+            s3_region: self.s3_region.or(file.s3_region),
+            s3_access_key_id: self.s3_access_key_id.or(file.s3_access_key_id),
+            s3_secret_access_key: self.s3_secret_access_key.or(file.s3_secret_access_key),
             push_delay_ms: self.push_delay_ms.or(file.push_delay_ms),
             push_throttle_secs: self.push_throttle_secs.or(file.push_throttle_secs),
             push_max_attempts: self.push_max_attempts.or(file.push_max_attempts),

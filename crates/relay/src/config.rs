@@ -83,6 +83,8 @@ pub struct Config {
     pub max_one_time_prekeys: u32,
     pub rate_limits: RateLimits,
     pub trusted_proxies: Vec<IpNet>,
+    /// Where state, fan-out, shared limits and blobs live (SQLite + local by default).
+    pub backends: BackendConfig,
     pub push: PushConfig,
 }
 
@@ -171,6 +173,7 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
+        let backends = BackendConfig::resolve(&a)?;
         Ok(Config {
             listen: a
                 .listen
@@ -218,6 +221,7 @@ impl Config {
                 )?,
             },
             trusted_proxies: parse_trusted_proxies(a.trusted_proxies.as_deref().unwrap_or(""))?,
+            backends,
             push,
         })
     }
@@ -329,6 +333,228 @@ pub fn parse_trusted_proxies(list: &str) -> Result<Vec<IpNet>, ConfigError> {
         .collect()
 }
 
+/// The database behind `store::Store`.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// `<data-dir>/obscura.db` (the default).
+    Sqlite,
+    Postgres(crate::store::PgSettings),
+}
+
+/// Where attachment bytes go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// `<data-dir>/attachments` (the default).
+    Local,
+    S3(S3Settings),
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// Key prefix inside the bucket ("" = bucket root).
+    pub prefix: String,
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the shared rate limiter does while Redis does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisFailure {
+    /// Fall back to this node's in-memory buckets (limits stay, per node).
+    Local,
+    /// Allow the request.
+    Open,
+    /// Refuse the request (429).
+    Closed,
+}
+
+#[derive(Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    /// Start-up retries and reconnection pauses.
+    pub backoff: crate::backoff::Backoff,
+    pub key_prefix: String,
+    pub timeout: Duration,
+    pub on_failure: RedisFailure,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("key_prefix", &self.key_prefix)
+            .field("timeout", &self.timeout)
+            .field("on_failure", &self.on_failure)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    pub database: Database,
+    /// `None`: one node, in-process fan-out and limits.
+    pub redis: Option<RedisSettings>,
+    pub storage: Storage,
+    /// Live sessions re-read the store this often (a lost notification only delays).
+    pub delivery_poll: Duration,
+    /// How unreachable services are retried (start-up, reconnects).
+    pub backoff: crate::backoff::Backoff,
+}
+
+impl BackendConfig {
+    fn resolve(a: &RelayArgs) -> Result<Self, ConfigError> {
+        let invalid =
+            |option: &'static str, reason: String| ConfigError::Invalid { option, reason };
+        let positive =
+            |v: Option<u64>, default: u64, option: &'static str| match v.unwrap_or(default) {
+                0 => Err(invalid(option, "must be at least 1".into())),
+                v => Ok(v),
+            };
+        let backoff = crate::backoff::Backoff::new(
+            Duration::from_millis(positive(a.backoff_max_ms, 2000, "backoff-max-ms")?),
+            Duration::from_secs(positive(
+                a.connect_timeout_secs,
+                30,
+                "connect-timeout-secs",
+            )?),
+        );
+        let database = match a.database_url.as_deref().filter(|u| !u.is_empty()) {
+            None => Database::Sqlite,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                let schema = a.database_schema.clone().filter(|s| !s.is_empty());
+                if let Some(schema) = &schema
+                    && !crate::store::postgres::valid_schema_name(schema)
+                {
+                    return Err(invalid(
+                        "database-schema",
+                        "use lower-case letters, digits and _ (at most 63)".into(),
+                    ));
+                }
+                let max_connections = a.database_max_connections.unwrap_or(16);
+                if max_connections == 0 {
+                    return Err(invalid(
+                        "database-max-connections",
+                        "must be at least 1".into(),
+                    ));
+                }
+                Database::Postgres(crate::store::PgSettings {
+                    url: url.to_string(),
+                    schema,
+                    max_connections,
+                    acquire_timeout: Duration::from_secs(positive(
+                        a.database_acquire_timeout_secs,
+                        10,
+                        "database-acquire-timeout-secs",
+                    )?),
+                    backoff,
+                })
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "database-url",
+                    "only postgres:// URLs are supported (omit it for SQLite)".into(),
+                ));
+            }
+        };
+        let redis = match a.redis_url.as_deref().filter(|u| !u.is_empty()) {
+            None => None,
+            Some(url) => {
+                // TLS to Redis is not built in: keep Redis on a private network.
+                if !url.starts_with("redis://") {
+                    return Err(invalid(
+                        "redis-url",
+                        "expected redis://host:port[/db]".into(),
+                    ));
+                }
+                let on_failure = match a.rate_limit_redis_failure.as_deref().unwrap_or("local") {
+                    "local" => RedisFailure::Local,
+                    "open" => RedisFailure::Open,
+                    "closed" => RedisFailure::Closed,
+                    other => {
+                        return Err(invalid(
+                            "rate-limit-redis-failure",
+                            format!("{other:?}: expected local, open or closed"),
+                        ));
+                    }
+                };
+                Some(RedisSettings {
+                    url: url.to_string(),
+                    backoff,
+                    key_prefix: a
+                        .redis_key_prefix
+                        .clone()
+                        .unwrap_or_else(|| "obscura".into()),
+                    timeout: Duration::from_millis(positive(
+                        a.redis_timeout_ms,
+                        1000,
+                        "redis-timeout-ms",
+                    )?),
+                    on_failure,
+                })
+            }
+        };
+        let storage = match a.storage.as_deref().unwrap_or("local") {
+            "" | "local" => Storage::Local,
+            url => {
+                let Some(rest) = url.strip_prefix("s3://") else {
+                    return Err(invalid(
+                        "storage",
+                        "expected local or s3://bucket[/prefix]".into(),
+                    ));
+                };
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                if bucket.is_empty() {
+                    return Err(invalid("storage", "s3:// needs a bucket name".into()));
+                }
+                let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+                Storage::S3(S3Settings {
+                    bucket: bucket.to_string(),
+                    prefix: prefix.trim_matches('/').to_string(),
+                    endpoint: a.s3_endpoint.clone().filter(|e| !e.is_empty()),
+                    region: a
+                        .s3_region
+                        .clone()
+                        .or_else(|| env("AWS_REGION"))
+                        .unwrap_or_else(|| "us-east-1".into()),
+                    access_key_id: a
+                        .s3_access_key_id
+                        .clone()
+                        .or_else(|| env("AWS_ACCESS_KEY_ID")),
+                    secret_access_key: a
+                        .s3_secret_access_key
+                        .clone()
+                        .or_else(|| env("AWS_SECRET_ACCESS_KEY")),
+                })
+            }
+        };
+        Ok(BackendConfig {
+            database,
+            redis,
+            storage,
+            delivery_poll: Duration::from_secs(positive(
+                a.delivery_poll_secs,
+                5,
+                "delivery-poll-secs",
+            )?),
+            backoff,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,6 +626,58 @@ mod tests {
         assert_eq!(nets.len(), 3);
         assert!(nets[0].contains(&"10.0.0.1".parse::<std::net::IpAddr>().unwrap()));
         assert!(parse_trusted_proxies("nonsense").is_err());
+    }
+
+    #[test]
+    fn backends_default_to_embedded_and_parse_urls() {
+        let c = Config::resolve(RelayArgs::default()).unwrap();
+        assert!(matches!(c.backends.database, Database::Sqlite));
+        assert!(c.backends.redis.is_none());
+        assert_eq!(c.backends.storage, Storage::Local);
+        let c = Config::resolve(RelayArgs {
+            database_url: Some("postgres://db/obscura".into()),
+            database_schema: Some("relay_a".into()),
+            redis_url: Some("redis://127.0.0.1:6379".into()),
+            rate_limit_redis_failure: Some("closed".into()),
+            storage: Some("s3://attachments/relay/".into()),
+            s3_endpoint: Some("http://127.0.0.1:9000".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let Database::Postgres(pg) = &c.backends.database else {
+            panic!("postgres expected")
+        };
+        assert_eq!(pg.schema.as_deref(), Some("relay_a"));
+        assert_eq!(c.backends.redis.unwrap().on_failure, RedisFailure::Closed);
+        let Storage::S3(s3) = &c.backends.storage else {
+            panic!("s3 expected")
+        };
+        assert_eq!(
+            (s3.bucket.as_str(), s3.prefix.as_str()),
+            ("attachments", "relay")
+        );
+        for bad in [
+            RelayArgs {
+                database_url: Some("mysql://x".into()),
+                ..Default::default()
+            },
+            RelayArgs {
+                database_url: Some("postgres://x".into()),
+                database_schema: Some("Robert'); DROP".into()),
+                ..Default::default()
+            },
+            RelayArgs {
+                redis_url: Some("redis://x".into()),
+                rate_limit_redis_failure: Some("maybe".into()),
+                ..Default::default()
+            },
+            RelayArgs {
+                storage: Some("s3://".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(Config::resolve(bad).is_err());
+        }
     }
 
     #[test]

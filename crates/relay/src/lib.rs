@@ -3,11 +3,16 @@
 //!
 //! Layout: [`cli`]/[`config`] (options) → [`http`] (thin handlers, one error
 //! mapping) and [`gateway`] (WebSocket sessions) → [`domain`] (use cases and
-//! pure rules) → the backends behind traits: [`store`] (SQLite), [`blobs`]
-//! (local directory), [`fanout`] (in-process presence), [`ratelimit`]
-//! (governor); [`jobs`] does TTL clean-up; [`push`] sends wake-ups to
-//! offline users' devices; [`metrics`] names every exported series.
+//! pure rules) → the backends behind traits, embedded or clustered:
+//! [`store`] (SQLite | PostgreSQL), [`blobs`] (local directory | S3),
+//! [`fanout`] (in-process presence | Redis pub/sub), [`ratelimit`]
+//! (governor | Redis GCRA), chosen once by [`backends`]; [`health`] backs
+//! `/readyz`; [`jobs`] does TTL clean-up under a cluster-wide lease.
+//! [`push`] sends wake-ups to offline users' devices; [`metrics`] names
+//! every exported series.
 
+pub mod backends;
+pub mod backoff;
 pub mod blobs;
 pub mod cli;
 pub mod config;
@@ -15,11 +20,13 @@ pub mod domain;
 pub mod error;
 pub mod fanout;
 pub mod gateway;
+pub mod health;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
 pub mod push;
 pub mod ratelimit;
+pub mod redis_client;
 pub mod store;
 
 use std::io::Write;
@@ -64,28 +71,20 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
             domain::sessions::load_or_create_jwt_secret(&config.data_dir).context("JWT secret")?
         }
     };
-    let store = Arc::new(
-        store::SqliteStore::open(&config.data_dir)
-            .await
-            .context("opening the database")?,
-    );
-    let blobs = blobs::LocalBlobs::open(&config.data_dir.join("attachments"))
-        .await
-        .context("attachment directory")?;
-    let fanout: Arc<dyn fanout::Fanout> = Arc::new(fanout::LocalFanout::new());
+    let backends = backends::connect(&config).await?;
     let providers = push::Providers::from_config(&config.push).context("push providers")?;
     let wakeups = Arc::new(push::Wakeups::new(
-        store.clone(),
-        fanout.clone(),
+        backends.store.store(),
+        backends.fanout.clone(),
         config.push.clone(),
     ));
     let relay = Arc::new(Relay {
         tokens: Tokens::new(&secret, config.access_token_ttl, config.refresh_token_ttl),
         passwords: PasswordHasher::new(config.argon2)?,
-        limiter: Arc::new(ratelimit::GovernorLimiter::new(config.rate_limits)),
-        store: store.clone(),
-        blobs: Arc::new(blobs),
-        fanout,
+        limiter: backends.limiter.clone(),
+        store: backends.store.store(),
+        blobs: backends.blobs.clone(),
+        fanout: backends.fanout.clone(),
         push: wakeups.clone(),
         config,
     });
@@ -96,6 +95,7 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
         relay: relay.clone(),
         shutdown: shutdown.clone(),
         sessions: sessions.clone(),
+        readiness: Arc::new(backends.readiness.clone()),
     };
 
     // Handlers before the `listening` lines: a SIGTERM right after them is graceful.
@@ -139,7 +139,7 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
         let _ = metrics_upkeep.await;
     })
     .await;
-    store.close().await;
+    backends.store.close().await;
     tracing::info!("stopped");
     Ok(())
 }

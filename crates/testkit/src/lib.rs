@@ -6,6 +6,8 @@
 //! `listening http 127.0.0.1:41234`). Logs go to stderr. Tests pass
 //! `127.0.0.1:0` for every listen address so ports never collide.
 
+pub mod backends;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -7,5 +7,6 @@ mod logs;
 mod metrics;
 mod standin;
 #[path = "../relay/support.rs"]
+#[allow(unused_imports)]
 mod support;
 mod wakeups;

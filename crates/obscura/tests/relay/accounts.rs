@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-#[tokio::test]
+#[backend_test]
 async fn register_returns_auth_response_with_jwt() {
     let relay = Relay::start().await;
     let device = Device::new(5);
@@ -67,7 +67,7 @@ async fn register_returns_auth_response_with_jwt() {
     expect_empty(resp, 200).await;
 }
 
-#[tokio::test]
+#[backend_test]
 async fn duplicate_username_is_409() {
     let relay = Relay::start().await;
     let user = relay.register(1).await;
@@ -81,7 +81,7 @@ async fn duplicate_username_is_409() {
 
 /// Each case mutates a valid registration; all must be 400 JSON and none may
 /// leave a partial account behind (the username stays free).
-#[tokio::test]
+#[backend_test]
 async fn registration_validation_rejects_with_400() {
     let relay = Relay::start().await;
     let device = Device::new(3);
@@ -250,7 +250,7 @@ async fn registration_validation_rejects_with_400() {
     expect_json(resp, 201).await;
 }
 
-#[tokio::test]
+#[backend_test]
 async fn registration_boundaries_are_accepted() {
     let relay = Relay::start().await;
     // 64-character username, 12-character password, no one-time pre-keys.
@@ -277,7 +277,7 @@ async fn registration_boundaries_are_accepted() {
 
 /// libsignal puts the sign bit of the Edwards key in signature byte 63;
 /// about half of real signatures have it set. Both must verify.
-#[tokio::test]
+#[backend_test]
 async fn xeddsa_signatures_with_both_sign_bits_are_accepted() {
     let relay = Relay::start().await;
     let mut seen = [false, false];
@@ -309,7 +309,7 @@ async fn xeddsa_signatures_with_both_sign_bits_are_accepted() {
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn login_succeeds_and_rejects_bad_credentials() {
     let relay = Relay::start().await;
     let user = relay.register(1).await;
@@ -348,7 +348,7 @@ async fn login_succeeds_and_rejects_bad_credentials() {
 }
 
 /// Ten simultaneous registrations of one username: exactly one wins.
-#[tokio::test]
+#[backend_test]
 async fn concurrent_registrations_of_one_username_create_one_account() {
     let relay = Relay::start().await;
     let username = unique_name("race");

@@ -61,7 +61,7 @@ async fn upload_ok(relay: &Relay, token: &str, body: Vec<u8>, ttl: i64) -> Strin
     id.to_string()
 }
 
-#[tokio::test]
+#[backend_test]
 async fn twenty_mib_round_trip_is_byte_exact_and_streamed() {
     const SIZE: usize = 20 * 1024 * 1024;
     let relay = Relay::start().await;
@@ -121,7 +121,7 @@ async fn twenty_mib_round_trip_is_byte_exact_and_streamed() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn attachment_round_trip_and_errors() {
     let relay = Relay::start().await;
     let user = relay.register(12).await;
@@ -157,7 +157,7 @@ async fn attachment_round_trip_and_errors() {
 /// Over --storage-max-size-bytes → 400 JSON, with or without Content-Length,
 /// refused before the body is read when the length is declared, and no
 /// partial blob is left behind.
-#[tokio::test]
+#[backend_test]
 async fn oversize_attachment_is_400_with_and_without_content_length() {
     const LIMIT: usize = 65_536;
     let relay = Relay::start_with(&["--storage-max-size-bytes", "65536"]).await;
@@ -252,7 +252,7 @@ async fn oversize_attachment_is_400_with_and_without_content_length() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn attachments_expire_after_the_ttl() {
     let relay =
         Relay::start_with(&["--attachment-ttl-secs", "3", "--cleanup-interval-secs", "1"]).await;

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::support::*;
 
-#[tokio::test]
+#[backend_test]
 async fn json_with_charset_and_labelled_bodiless_requests_work() {
     let relay = Relay::start().await;
     let device = Device::new(12);

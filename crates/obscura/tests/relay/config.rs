@@ -9,7 +9,7 @@ async fn threshold_seen(relay: &Relay) -> i32 {
     socket.pre_key_status().await.min_threshold
 }
 
-#[tokio::test]
+#[backend_test]
 async fn flags_beat_environment_beat_toml() {
     let dir = obscura_testkit::data_dir();
     let toml = dir.path().join("relay.toml");
@@ -84,7 +84,7 @@ fn help_lists_every_option() {
 
 /// Argon2 parameters below the OWASP minimums are allowed (tests need them)
 /// but announced with a WARN on stderr at startup.
-#[tokio::test]
+#[backend_test]
 async fn weak_argon2_parameters_warn_at_startup() {
     use tokio::io::{AsyncBufReadExt, BufReader};
     let dir = obscura_testkit::data_dir();
@@ -122,7 +122,7 @@ async fn weak_argon2_parameters_warn_at_startup() {
 
 /// A bad configuration stops the server at startup with a non-zero exit,
 /// instead of running with something the operator did not ask for.
-#[tokio::test]
+#[backend_test]
 async fn invalid_configuration_fails_fast() {
     let dir = obscura_testkit::data_dir();
     let bad_toml = dir.path().join("bad.toml");

@@ -9,7 +9,7 @@ use crate::support::*;
 
 /// Every message answered 201 before a SIGKILL is delivered after restart,
 /// in order; tokens issued before stay valid (the secret is persisted).
-#[tokio::test]
+#[backend_test]
 async fn sigkill_restart_keeps_queued_messages_and_tokens() {
     let mut relay = Relay::start().await;
     let alice = relay.register(12).await;
@@ -77,7 +77,7 @@ async fn sigkill_restart_keeps_queued_messages_and_tokens() {
 }
 
 /// SIGTERM: sockets closed with 1001, acknowledged messages stay deleted.
-#[tokio::test]
+#[backend_test]
 async fn graceful_shutdown_closes_sockets_with_1001_and_flushes_acks() {
     let mut relay = Relay::start().await;
     let alice = relay.register(12).await;
@@ -123,7 +123,7 @@ async fn graceful_shutdown_closes_sockets_with_1001_and_flushes_acks() {
     assert_eq!(socket.envelope().await.message.unwrap().content, b"fence");
 }
 
-#[tokio::test]
+#[backend_test]
 async fn generated_jwt_secret_is_private_and_persisted() {
     let relay = Relay::start().await;
     let path = relay.dir.path().join("jwt-secret");
@@ -138,7 +138,7 @@ async fn generated_jwt_secret_is_private_and_persisted() {
 }
 
 /// --message-ttl-secs: an undelivered message disappears after its TTL.
-#[tokio::test]
+#[backend_test]
 async fn queued_messages_expire_after_the_ttl() {
     let relay =
         Relay::start_with(&["--message-ttl-secs", "1", "--cleanup-interval-secs", "1"]).await;
@@ -176,7 +176,7 @@ async fn queued_messages_expire_after_the_ttl() {
 
 /// No hard-coded default secret: two fresh data directories generate
 /// different secrets, so one relay's token means nothing to the other.
-#[tokio::test]
+#[backend_test]
 async fn generated_jwt_secrets_differ_between_data_dirs() {
     let a = Relay::start().await;
     let b = Relay::start().await;
@@ -196,7 +196,7 @@ async fn generated_jwt_secrets_differ_between_data_dirs() {
 }
 
 /// A consumed one-time pre-key stays consumed after a crash.
-#[tokio::test]
+#[backend_test]
 async fn consumed_one_time_pre_keys_stay_consumed_after_restart() {
     let mut relay = Relay::start().await;
     let user = relay.register(2).await;
@@ -213,7 +213,7 @@ async fn consumed_one_time_pre_keys_stay_consumed_after_restart() {
 
 /// Passwords and refresh tokens never reach the disk in the clear: every
 /// file of the data directory (database, WAL, …) is searched for them.
-#[tokio::test]
+#[backend_test]
 async fn secrets_are_not_stored_in_plaintext() {
     let relay = Relay::start().await;
     let user = relay.register(1).await;

@@ -23,7 +23,7 @@ async fn expect_handshake_refused(relay: &Relay, url: String, status: u16) {
     let _ = relay;
 }
 
-#[tokio::test]
+#[backend_test]
 async fn handshake_requires_a_valid_token() {
     let relay = Relay::start().await;
     let user = relay.register(12).await;
@@ -44,7 +44,7 @@ async fn handshake_requires_a_valid_token() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn pre_key_status_on_connect_only_below_threshold() {
     let relay = Relay::start().await;
     let sender = relay.register(12).await;
@@ -79,7 +79,7 @@ async fn pre_key_status_on_connect_only_below_threshold() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn pre_key_status_threshold_is_configurable() {
     let relay = Relay::start_with(&["--prekey-min-threshold", "3"]).await;
     let user = relay.register(2).await;
@@ -93,7 +93,7 @@ async fn pre_key_status_threshold_is_configurable() {
 
 /// Falling below the threshold during a session (bundles fetched by others)
 /// pushes a fresh PreKeyStatus.
-#[tokio::test]
+#[backend_test]
 async fn pre_key_status_pushed_when_crossing_the_threshold() {
     let relay = Relay::start().await;
     let sender = relay.register(12).await;
@@ -139,7 +139,7 @@ async fn pre_key_status_pushed_when_crossing_the_threshold() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn pre_key_status_with_no_keys_at_all() {
     let relay = Relay::start().await;
     let user = relay.register(0).await;
@@ -151,7 +151,7 @@ async fn pre_key_status_with_no_keys_at_all() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn a_second_connection_replaces_the_first() {
     let relay = Relay::start().await;
     let sender = relay.register(12).await;
@@ -177,7 +177,7 @@ async fn a_second_connection_replaces_the_first() {
 }
 
 /// Garbage from a client never takes the server down; a fresh connection works.
-#[tokio::test]
+#[backend_test]
 async fn malformed_frames_do_not_break_the_server() {
     let relay = Relay::start().await;
     let sender = relay.register(12).await;
@@ -203,7 +203,7 @@ async fn malformed_frames_do_not_break_the_server() {
 
 /// What the replaced socket received but never acknowledged is delivered
 /// to the new one.
-#[tokio::test]
+#[backend_test]
 async fn replacement_redelivers_unacknowledged_messages() {
     let relay = Relay::start().await;
     let sender = relay.register(12).await;
@@ -219,7 +219,7 @@ async fn replacement_redelivers_unacknowledged_messages() {
 }
 
 /// Five simultaneous connections of one user settle on exactly one live socket.
-#[tokio::test]
+#[backend_test]
 async fn concurrent_connections_settle_on_one_socket() {
     let relay = Relay::start().await;
     let sender = relay.register(12).await;
@@ -256,7 +256,7 @@ async fn concurrent_connections_settle_on_one_socket() {
 
 /// Besides `?token=`, the relay accepts `Authorization: Bearer` on the
 /// handshake (server author's note in the contract); both are checked.
-#[tokio::test]
+#[backend_test]
 async fn handshake_accepts_a_bearer_header() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let relay = Relay::start().await;
@@ -288,7 +288,7 @@ async fn handshake_accepts_a_bearer_header() {
 
 /// Idle sockets are cheap: 200 of them must not cost the server anywhere
 /// near tungstenite's default buffers (128 KiB read buffer per connection).
-#[tokio::test]
+#[backend_test]
 async fn idle_sockets_stay_cheap() {
     const SOCKETS: u64 = 200;
     let relay = Relay::start().await;

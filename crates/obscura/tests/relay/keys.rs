@@ -24,7 +24,7 @@ fn otpk_id(bundle: &Value) -> Option<u64> {
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn bundle_is_served_byte_exact() {
     let relay = Relay::start().await;
     let user = relay.register(3).await;
@@ -59,7 +59,7 @@ async fn bundle_is_served_byte_exact() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn bundle_for_unknown_or_malformed_user_is_404() {
     let relay = Relay::start().await;
     expect_error(
@@ -70,7 +70,7 @@ async fn bundle_for_unknown_or_malformed_user_is_404() {
     expect_error(relay.get_bundle("not-a-uuid").await, 404).await;
 }
 
-#[tokio::test]
+#[backend_test]
 async fn one_time_pre_keys_run_out_into_null() {
     let relay = Relay::start().await;
     let user = relay.register(2).await;
@@ -85,7 +85,7 @@ async fn one_time_pre_keys_run_out_into_null() {
 
 /// 50 concurrent fetches: every non-null key distinct, exactly as many as
 /// were uploaded, the rest null.
-#[tokio::test]
+#[backend_test]
 async fn one_time_pre_keys_are_consumed_exactly_once_under_concurrency() {
     let relay = Relay::start().await;
     for uploaded in [50usize, 40] {
@@ -111,7 +111,7 @@ async fn one_time_pre_keys_are_consumed_exactly_once_under_concurrency() {
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn refill_appends_one_time_pre_keys_and_rotates_the_signed_pre_key() {
     let relay = Relay::start().await;
     let mut user = relay.register(1).await;
@@ -140,7 +140,7 @@ async fn refill_appends_one_time_pre_keys_and_rotates_the_signed_pre_key() {
     assert_eq!(otpk_id(&relay.bundle(&user.id).await), None);
 }
 
-#[tokio::test]
+#[backend_test]
 async fn signed_pre_key_id_must_strictly_increase() {
     let relay = Relay::start().await;
     let mut user = relay.register(0).await; // signed pre-key id 1
@@ -181,7 +181,7 @@ async fn signed_pre_key_id_must_strictly_increase() {
     assert_eq!(served, HashSet::from([3, 6]));
 }
 
-#[tokio::test]
+#[backend_test]
 async fn upload_validation() {
     let relay = Relay::start().await;
     let mut user = relay.register(1).await;
@@ -244,7 +244,7 @@ async fn upload_validation() {
 }
 
 /// At most 100 one-time pre-keys are kept per user; the oldest go first.
-#[tokio::test]
+#[backend_test]
 async fn at_most_100_one_time_pre_keys_are_kept_oldest_pruned() {
     let relay = Relay::start().await;
     let mut user = relay.register(100).await; // ids 1..=100
@@ -266,7 +266,7 @@ async fn at_most_100_one_time_pre_keys_are_kept_oldest_pruned() {
 }
 
 /// Takeover: new identity key → keys replaced, queue emptied, live socket closed.
-#[tokio::test]
+#[backend_test]
 async fn takeover_replaces_keys_deletes_messages_and_closes_the_socket() {
     let relay = Relay::start().await;
     let alice = relay.register(12).await;
@@ -347,7 +347,7 @@ async fn takeover_replaces_keys_deletes_messages_and_closes_the_socket() {
 
 /// Re-sending the stored identity key is a plain refill: nothing is deleted
 /// and the live socket stays open.
-#[tokio::test]
+#[backend_test]
 async fn same_identity_key_is_a_refill_not_a_takeover() {
     let relay = Relay::start().await;
     let mut alice = relay.register(12).await;
@@ -385,7 +385,7 @@ async fn same_identity_key_is_a_refill_not_a_takeover() {
     assert_eq!(otpk_id(&relay.bundle(&alice.id).await), None);
 }
 
-#[tokio::test]
+#[backend_test]
 async fn max_one_time_pre_keys_is_configurable() {
     let relay = Relay::start_with(&["--max-one-time-prekeys", "5"]).await;
     let mut user = relay.register(5).await; // ids 1..=5

@@ -49,7 +49,7 @@ where
     panic!("no 429 after {max} requests");
 }
 
-#[tokio::test]
+#[backend_test]
 async fn auth_endpoints_are_rate_limited_per_ip() {
     let relay = Relay::start_with(&[
         "--auth-rate-limit-per-sec",
@@ -98,7 +98,7 @@ async fn auth_endpoints_are_rate_limited_per_ip() {
     expect_error(resp, 404).await;
 }
 
-#[tokio::test]
+#[backend_test]
 async fn bundle_fetch_and_gateway_handshake_are_rate_limited_per_ip() {
     let relay =
         Relay::start_with(&["--ip-rate-limit-per-sec", "1", "--ip-rate-limit-burst", "3"]).await;
@@ -142,7 +142,7 @@ async fn bundle_fetch_and_gateway_handshake_are_rate_limited_per_ip() {
     panic!("gateway handshake never rate limited");
 }
 
-#[tokio::test]
+#[backend_test]
 async fn authenticated_routes_are_rate_limited_per_user() {
     let relay = Relay::start_with(&["--rate-limit-per-sec", "1", "--rate-limit-burst", "3"]).await;
     let alice = relay.register(12).await;
@@ -195,7 +195,7 @@ async fn authenticated_routes_are_rate_limited_per_user() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn x_forwarded_for_is_ignored_from_an_untrusted_peer() {
     let relay =
         Relay::start_with(&["--ip-rate-limit-per-sec", "1", "--ip-rate-limit-burst", "2"]).await;
@@ -217,7 +217,7 @@ async fn x_forwarded_for_is_ignored_from_an_untrusted_peer() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn x_forwarded_for_is_honoured_from_a_trusted_proxy() {
     let relay = Relay::start_with(&[
         "--ip-rate-limit-per-sec",
@@ -261,7 +261,7 @@ async fn x_forwarded_for_is_honoured_from_a_trusted_proxy() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn request_id_is_echoed_or_generated_on_every_response() {
     let relay = Relay::start().await;
     let user = relay.register(12).await;
@@ -348,7 +348,7 @@ async fn request_id_is_echoed_or_generated_on_every_response() {
 
 /// A declared body far over any JSON limit is refused from the header, before
 /// a byte of it is read (raw socket: the body is never sent).
-#[tokio::test]
+#[backend_test]
 async fn oversized_json_body_is_refused_from_content_length() {
     let relay = Relay::start().await;
     let resp = raw_exchange(
@@ -374,7 +374,7 @@ async fn oversized_json_body_is_refused_from_content_length() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn unknown_routes_and_wrong_methods_are_json() {
     let relay = Relay::start().await;
     for path in [
@@ -411,7 +411,7 @@ async fn unknown_routes_and_wrong_methods_are_json() {
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn json_rejections_are_json_errors() {
     let relay = Relay::start().await;
     let post = |path: &str, ct: Option<&str>, body: &'static str| {
@@ -459,7 +459,7 @@ async fn json_rejections_are_json_errors() {
 }
 
 /// Raw bytes, because HTTP libraries resolve `..` before sending.
-#[tokio::test]
+#[backend_test]
 async fn path_traversal_reaches_nothing() {
     let relay = Relay::start().await;
     let user = relay.register(12).await;
@@ -487,7 +487,7 @@ async fn path_traversal_reaches_nothing() {
 /// After answering an over-limit request without reading its body, the
 /// server either says `Connection: close` or keeps the connection usable;
 /// silently dropping it makes a keep-alive client's next request fail.
-#[tokio::test]
+#[backend_test]
 async fn early_rejections_leave_the_connection_usable_or_say_close() {
     use tokio::io::AsyncWriteExt;
     let relay = Relay::start_with(&[

@@ -33,7 +33,7 @@ async fn assert_queue_empty(relay: &Relay, sender: &User, recipient: &User) {
     socket.close().await;
 }
 
-#[tokio::test]
+#[backend_test]
 async fn send_receive_ack_is_not_redelivered() {
     let relay = Relay::start().await;
     let alice = relay.register(12).await;
@@ -76,7 +76,7 @@ async fn send_receive_ack_is_not_redelivered() {
     assert_queue_empty(&relay, &alice, &bob).await;
 }
 
-#[tokio::test]
+#[backend_test]
 async fn unacknowledged_messages_are_redelivered_in_order() {
     let relay = Relay::start().await;
     let alice = relay.register(12).await;
@@ -138,7 +138,7 @@ async fn unacknowledged_messages_are_redelivered_in_order() {
 
 /// One frame may carry the single field, the bulk field, or both; unknown
 /// ids are ignored without breaking the connection.
-#[tokio::test]
+#[backend_test]
 async fn single_and_bulk_ack_fields_both_count() {
     let relay = Relay::start().await;
     let alice = relay.register(12).await;
@@ -193,7 +193,7 @@ async fn single_and_bulk_ack_fields_both_count() {
 }
 
 /// Acknowledging someone else's message id must not delete it.
-#[tokio::test]
+#[backend_test]
 async fn ack_cannot_delete_another_users_message() {
     let relay = Relay::start().await;
     let alice = relay.register(12).await;
@@ -220,7 +220,7 @@ async fn ack_cannot_delete_another_users_message() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn many_queued_messages_arrive_in_order_and_concurrent_sends_exactly_once() {
     /// Enough to span several delivery pages.
     const SEQUENTIAL: usize = 250;
@@ -276,7 +276,7 @@ async fn many_queued_messages_arrive_in_order_and_concurrent_sends_exactly_once(
     assert_queue_empty(&relay, &alice, &bob).await;
 }
 
-#[tokio::test]
+#[backend_test]
 async fn send_error_statuses() {
     let relay = Relay::start().await;
     let alice = relay.register(12).await;
@@ -341,7 +341,7 @@ async fn send_error_statuses() {
 /// --max-message-bytes is enforced while reading: a declared Content-Length
 /// over the limit is refused without the body being sent, and a chunked
 /// body is cut off once it passes the limit.
-#[tokio::test]
+#[backend_test]
 async fn message_body_limit_is_enforced_while_reading() {
     let relay = Relay::start_with(&["--max-message-bytes", "4096"]).await;
     let alice = relay.register(12).await;
@@ -396,7 +396,7 @@ async fn message_body_limit_is_enforced_while_reading() {
 /// Messages that arrive while the recipient connects, reads and reconnects
 /// must be neither lost, duplicated nor reordered: every connection sees a
 /// gap-free run that starts right after the last acknowledged message.
-#[tokio::test]
+#[backend_test]
 async fn messages_sent_around_reconnects_are_not_lost_or_reordered() {
     const TOTAL: usize = 150;
     let relay = Relay::start().await;
@@ -448,7 +448,7 @@ async fn messages_sent_around_reconnects_are_not_lost_or_reordered() {
 
 /// A client that vanishes without a close handshake (network loss) keeps
 /// the ACKs the server already read.
-#[tokio::test]
+#[backend_test]
 async fn acks_survive_an_abrupt_disconnect() {
     let relay = Relay::start().await;
     let alice = relay.register(12).await;
@@ -475,7 +475,7 @@ async fn acks_survive_an_abrupt_disconnect() {
 
 /// Several senders at once while the recipient is online: every message
 /// arrives exactly once and each sender's messages keep their order.
-#[tokio::test]
+#[backend_test]
 async fn concurrent_senders_to_an_online_recipient_lose_nothing() {
     const SENDERS: usize = 4;
     const EACH: usize = 50;

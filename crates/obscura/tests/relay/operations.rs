@@ -2,7 +2,7 @@
 
 use crate::support::*;
 
-#[tokio::test]
+#[backend_test]
 async fn livez_and_readyz_on_the_management_port() {
     let relay = Relay::start().await;
     for path in ["/livez", "/readyz"] {
@@ -16,7 +16,7 @@ async fn livez_and_readyz_on_the_management_port() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn openapi_yaml_is_valid_and_lists_every_path() {
     let relay = Relay::start().await;
     let resp = relay

@@ -12,7 +12,7 @@ async fn put(relay: &Relay, token: Option<&str>, body: Value) -> reqwest::Respon
     req.send().await.unwrap()
 }
 
-#[tokio::test]
+#[backend_test]
 async fn push_token_is_registered_and_replaced() {
     let relay = Relay::start().await;
     let user = relay.register(12).await;
@@ -41,7 +41,7 @@ async fn push_token_is_registered_and_replaced() {
     expect_empty(put(&relay, Some(&user.token), body).await, 200).await;
 }
 
-#[tokio::test]
+#[backend_test]
 async fn push_token_errors() {
     let relay = Relay::start().await;
     let user = relay.register(12).await;

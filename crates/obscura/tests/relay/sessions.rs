@@ -21,7 +21,7 @@ async fn push_token_status(relay: &Relay, auth_header: Option<&str>) -> u16 {
     status
 }
 
-#[tokio::test]
+#[backend_test]
 async fn refresh_rotates_and_the_old_token_dies_at_once() {
     let relay = Relay::start().await;
     let user = relay.register(1).await;
@@ -52,7 +52,7 @@ async fn refresh_rotates_and_the_old_token_dies_at_once() {
     );
 }
 
-#[tokio::test]
+#[backend_test]
 async fn reusing_a_rotated_refresh_token_revokes_the_family() {
     let relay = Relay::start().await;
     let user = relay.register(1).await;
@@ -73,7 +73,7 @@ async fn reusing_a_rotated_refresh_token_revokes_the_family() {
     assert!(again["token"].is_string());
 }
 
-#[tokio::test]
+#[backend_test]
 async fn refresh_with_unknown_token_is_401() {
     let relay = Relay::start().await;
     expect_error(
@@ -89,7 +89,7 @@ async fn refresh_with_unknown_token_is_401() {
     expect_error(relay.refresh(&user.token).await, 401).await;
 }
 
-#[tokio::test]
+#[backend_test]
 async fn logout_revokes_the_refresh_token() {
     let relay = Relay::start().await;
     let user = relay.register(1).await;
@@ -138,7 +138,7 @@ async fn logout_revokes_the_refresh_token() {
     expect_json(relay.refresh(&bob.refresh_token).await, 200).await;
 }
 
-#[tokio::test]
+#[backend_test]
 async fn logout_revokes_the_rotated_family() {
     let relay = Relay::start().await;
     let user = relay.register(1).await;
@@ -157,7 +157,7 @@ async fn logout_revokes_the_rotated_family() {
 
 /// A relay started with a known secret lets the test mint tokens: a valid
 /// one proves the secret is used; every tampered variant must be 401.
-#[tokio::test]
+#[backend_test]
 async fn forged_expired_and_alg_none_tokens_are_rejected() {
     let secret = "test-secret-0123456789abcdef0123456789abcdef";
     let relay =
@@ -250,7 +250,7 @@ async fn forged_expired_and_alg_none_tokens_are_rejected() {
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn every_authenticated_endpoint_requires_a_bearer() {
     let relay = Relay::start().await;
     let user = relay.register(1).await;
@@ -304,7 +304,7 @@ async fn every_authenticated_endpoint_requires_a_bearer() {
 }
 
 /// Ten simultaneous refreshes with one token: exactly one rotation succeeds.
-#[tokio::test]
+#[backend_test]
 async fn concurrent_refreshes_rotate_once() {
     let relay = Relay::start().await;
     let user = relay.register(1).await;
@@ -324,7 +324,7 @@ async fn concurrent_refreshes_rotate_once() {
 }
 
 /// --refresh-token-ttl-secs: a refresh token stops working after its TTL.
-#[tokio::test]
+#[backend_test]
 async fn refresh_tokens_expire() {
     let relay = Relay::start_with(&["--refresh-token-ttl-secs", "1"]).await;
     let issued = now_secs();

@@ -15,6 +15,8 @@ use obscura_keys::KeyPair;
 use obscura_proto::web_socket_frame::Payload;
 use obscura_proto::{AckMessage, EncryptedMessage, Envelope, PreKeyStatus, WebSocketFrame};
 use obscura_testkit::Server;
+pub use obscura_testkit::backends::backend_test;
+use obscura_testkit::backends::{Backend, Deployment};
 use prost::Message as _;
 use rand_core::OsRng;
 use serde_json::{Value, json};
@@ -45,6 +47,9 @@ pub struct Relay {
     pub server: Server,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
+    /// The PostgreSQL schema, Redis prefix and S3 server of this relay when
+    /// the test runs on the clustered backend (`None` on SQLite).
+    pub deployment: Option<Deployment>,
 }
 
 impl Relay {
@@ -60,6 +65,25 @@ impl Relay {
 
     /// As [`Relay::start_with`], with extra environment variables.
     pub async fn start_with_env(extra: &[&str], envs: &[(&str, &str)]) -> Self {
+        let deployment = match Backend::current() {
+            Backend::Sqlite => None,
+            Backend::Postgres(services) => Some(
+                services
+                    .deployment()
+                    .await
+                    .expect("a PostgreSQL schema, Redis prefix and S3 server for the test"),
+            ),
+        };
+        Self::start_node(deployment, extra, envs).await
+    }
+
+    /// Starts a relay on `deployment` (one node of it; several relays on one
+    /// deployment form a cluster), or on SQLite when `None`.
+    pub async fn start_node(
+        deployment: Option<Deployment>,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let dir = obscura_testkit::data_dir();
         let dir_str = dir.path().to_str().expect("utf-8 temp dir").to_string();
         let mut args: Vec<&str> = vec![
@@ -81,6 +105,11 @@ impl Relay {
                 args.push(value);
             }
         }
+        let backend_args = deployment
+            .as_ref()
+            .map(Deployment::relay_args)
+            .unwrap_or_default();
+        args.extend(backend_args.iter().map(String::as_str));
         args.extend_from_slice(extra);
         let server = Server::start(
             env!("CARGO_BIN_EXE_obscura"),
@@ -94,7 +123,12 @@ impl Relay {
             .timeout(Duration::from_secs(60))
             .build()
             .expect("reqwest client");
-        Self { server, dir, http }
+        Self {
+            server,
+            dir,
+            http,
+            deployment,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -250,8 +284,12 @@ impl Relay {
         Ok(Gateway { ws })
     }
 
-    /// Files (not directories) under `<data-dir>/attachments`, recursively.
+    /// Stored attachment blobs: files (not directories) under
+    /// `<data-dir>/attachments`, recursively, or objects in the S3 bucket.
     pub fn attachment_files(&self) -> usize {
+        if let Some(deployment) = &self.deployment {
+            return deployment.stored_objects();
+        }
         fn walk(dir: &std::path::Path) -> usize {
             let Ok(entries) = std::fs::read_dir(dir) else {
                 return 0;

@@ -1,7 +1,9 @@
 //! Attachment bytes, streamed in and out, never held whole in memory.
-//! Local directory now ([`local::LocalBlobs`]); S3 is one more implementation.
+//! A local directory ([`local::LocalBlobs`], the default) or any
+//! S3-compatible object store ([`s3::S3Blobs`]).
 
 pub mod local;
+pub mod s3;
 
 use std::io;
 use std::pin::Pin;
@@ -13,6 +15,7 @@ use tokio::io::AsyncRead;
 use uuid::Uuid;
 
 pub use local::LocalBlobs;
+pub use s3::S3Blobs;
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;

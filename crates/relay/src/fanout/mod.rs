@@ -8,12 +8,14 @@
 //! pub/sub bus (Redis), which is why the interface is fire-and-forget.
 
 pub mod local;
+pub mod redis;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use local::LocalFanout;
+pub use redis::RedisFanout;
 
 /// Something a live session should react to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,5 +69,10 @@ pub trait Fanout: Send + Sync + 'static {
     /// wake-up is then cancelled by the user's connect or ACK instead.
     fn is_connected(&self, _user: Uuid) -> bool {
         false
+    }
+    /// How often a live session re-reads the store on its own, when
+    /// signals can be lost (a network between nodes); `None` when they cannot.
+    fn poll_interval(&self) -> Option<std::time::Duration> {
+        None
     }
 }

@@ -117,6 +117,11 @@ impl Session {
             self.send_pre_key_status(remaining).await?;
         }
         let mut wake = true;
+        // Cross-node signals can be lost: then re-read the store now and then.
+        let poll_every = self.relay.fanout.poll_interval();
+        let mut poll = tokio::time::interval(poll_every.unwrap_or(Duration::from_secs(86_400)));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        poll.reset();
         let mut last_heard = Instant::now();
         let mut keepalive =
             tokio::time::interval_at(Instant::now() + KEEPALIVE_INTERVAL, KEEPALIVE_INTERVAL);
@@ -153,6 +158,7 @@ impl Session {
                 }
                 _ = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => self.flush_acks().await,
                 _ = std::future::ready(()), if wake => {}
+                _ = poll.tick(), if poll_every.is_some() => wake = true,
             }
         }
     }

@@ -46,6 +46,7 @@ impl FromRequestParts<AppState> for AuthUser {
             .relay
             .limiter
             .check(Bucket::User(user))
+            .await
             .map_err(limited)?;
         Ok(AuthUser(user))
     }
@@ -79,7 +80,12 @@ impl FromRequestParts<AppState> for IpLimited {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await?;
-        state.relay.limiter.check(Bucket::Ip(ip)).map_err(limited)?;
+        state
+            .relay
+            .limiter
+            .check(Bucket::Ip(ip))
+            .await
+            .map_err(limited)?;
         Ok(IpLimited)
     }
 }
@@ -96,6 +102,7 @@ impl FromRequestParts<AppState> for AuthLimited {
             .relay
             .limiter
             .check(Bucket::Auth(ip))
+            .await
             .map_err(limited)?;
         Ok(AuthLimited)
     }

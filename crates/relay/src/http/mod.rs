@@ -41,6 +41,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// One permit per live WebSocket session; shutdown waits for all of them.
     pub sessions: Arc<Semaphore>,
+    /// The backends `/readyz` checks (database, and Redis/S3 when configured).
+    pub readiness: Arc<crate::health::Readiness>,
 }
 
 /// The public API router (`/v1/*`, `/openapi.yaml`).
@@ -109,15 +111,38 @@ async fn livez() -> Response {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.relay.store.ping().await {
-        Ok(()) => (
+    let verdicts = state.readiness.check().await;
+    let checks: serde_json::Map<String, serde_json::Value> = verdicts
+        .iter()
+        .map(|(name, v)| {
+            (
+                name.to_string(),
+                if v.is_ok() { "ok" } else { "failing" }.into(),
+            )
+        })
+        .collect();
+    let failing: Vec<&str> = verdicts
+        .iter()
+        .filter_map(|(name, v)| v.as_ref().err().map(|e| (name, e)))
+        .map(|(name, e)| {
+            tracing::warn!(backend = name, error = %e, "readiness check failed");
+            *name
+        })
+        .collect();
+    if failing.is_empty() {
+        (
             StatusCode::OK,
-            axum::Json(serde_json::json!({"status": "ready"})),
+            axum::Json(serde_json::json!({"status": "ready", "checks": checks})),
         )
-            .into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            error::json_error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
-        }
+            .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "error": format!("{} unavailable", failing.join(", ")),
+                "checks": checks,
+            })),
+        )
+            .into_response()
     }
 }

@@ -1,6 +1,9 @@
 //! Background housekeeping: TTL clean-up of messages, attachments (rows,
 //! then blobs) and expired refresh tokens, and forgetting idle rate-limit
-//! buckets. Runs every `cleanup-interval-secs` until shutdown.
+//! buckets. Runs every `cleanup-interval-secs` until shutdown; in a
+//! cluster only the node holding the `cleanup` [`lease::Lease`] cleans up.
+
+pub mod lease;
 
 use std::sync::Arc;
 
@@ -16,12 +19,20 @@ pub fn spawn_cleanup(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let lease = lease::Lease::new("cleanup", relay.config.cleanup_interval * 3);
         let mut tick = tokio::time::interval(relay.config.cleanup_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tick.tick() => run_once(&relay).await,
+                _ = tick.tick() => {
+                    if lease.acquire(relay.store.as_ref()).await {
+                        run_once(&relay).await;
+                    } else {
+                        // Rate-limit buckets are per node: always forget idle ones.
+                        relay.limiter.housekeeping();
+                    }
+                }
             }
         }
     })

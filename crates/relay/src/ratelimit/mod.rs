@@ -1,12 +1,15 @@
 //! Request rate limits (GCRA token buckets), keyed per user or per client IP.
 //!
-//! The in-memory [`GovernorLimiter`] is exact on one node; a cluster would
-//! put the same trait over a shared store.
+//! The in-memory [`GovernorLimiter`] is exact on one node; a cluster
+//! shares its buckets in Redis ([`redis::RedisLimiter`]).
+
+pub mod redis;
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota as GovernorQuota, RateLimiter as Governor};
 use uuid::Uuid;
@@ -28,8 +31,9 @@ pub enum Bucket {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryAfter(pub u64);
 
+#[async_trait]
 pub trait RateLimiter: Send + Sync + 'static {
-    fn check(&self, bucket: Bucket) -> Result<(), RetryAfter>;
+    async fn check(&self, bucket: Bucket) -> Result<(), RetryAfter>;
     /// Forgets idle buckets so memory stays bounded by active clients.
     fn housekeeping(&self);
 }
@@ -67,8 +71,9 @@ pub fn retry_after_secs(wait: Duration) -> u64 {
     secs.max(1)
 }
 
+#[async_trait]
 impl RateLimiter for GovernorLimiter {
-    fn check(&self, bucket: Bucket) -> Result<(), RetryAfter> {
+    async fn check(&self, bucket: Bucket) -> Result<(), RetryAfter> {
         let result = match &bucket {
             Bucket::User(user) => self.user.check_key(user),
             Bucket::Ip(ip) => self.ip.check_key(ip),
@@ -105,23 +110,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn burst_then_denied_with_retry_after() {
+    #[tokio::test]
+    async fn burst_then_denied_with_retry_after() {
         let limiter = GovernorLimiter::new(limits(3));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..3 {
-            assert!(limiter.check(Bucket::Auth(ip)).is_ok());
+            assert!(limiter.check(Bucket::Auth(ip)).await.is_ok());
         }
-        let RetryAfter(secs) = limiter.check(Bucket::Auth(ip)).unwrap_err();
+        let RetryAfter(secs) = limiter.check(Bucket::Auth(ip)).await.unwrap_err();
         assert!((1..=2).contains(&secs), "{secs}");
         // Buckets are independent per key and per class.
         assert!(
             limiter
                 .check(Bucket::Auth("192.0.2.2".parse().unwrap()))
+                .await
                 .is_ok()
         );
-        assert!(limiter.check(Bucket::Ip(ip)).is_ok());
-        assert!(limiter.check(Bucket::User(Uuid::new_v4())).is_ok());
+        assert!(limiter.check(Bucket::Ip(ip)).await.is_ok());
+        assert!(limiter.check(Bucket::User(Uuid::new_v4())).await.is_ok());
     }
 
     #[test]

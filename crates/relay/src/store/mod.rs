@@ -6,11 +6,15 @@
 //! one-time pre-key consumption, refresh rotation) is a single method,
 //! implemented as one transaction.
 
+pub mod postgres;
 pub mod sqlite;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
+pub use postgres::{PgSettings, PgStore};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -310,4 +314,17 @@ pub trait Store: Send + Sync + 'static {
     // --- housekeeping -------------------------------------------------------
     /// Deletes messages and refresh tokens whose TTL passed.
     async fn purge_expired(&self, now: i64) -> StoreResult<Purged>;
+
+    /// Takes or renews the cluster-wide lease `name` for `holder` until
+    /// `now_ms + ttl`; false while another holder's lease is unexpired.
+    /// A single-process backend (SQLite) has no one to share with.
+    async fn try_lease(
+        &self,
+        _name: &str,
+        _holder: Uuid,
+        _ttl: Duration,
+        _now_ms: i64,
+    ) -> StoreResult<bool> {
+        Ok(true)
+    }
 }

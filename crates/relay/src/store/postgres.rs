@@ -1,0 +1,891 @@
+//! [`Store`] on PostgreSQL, for relays that run as several nodes.
+//!
+//! The same model as the SQLite store, with PostgreSQL's concurrency in
+//! mind (READ COMMITTED, many writers on many nodes):
+//! - one-time pre-keys are handed out with `DELETE … WHERE seq = (SELECT …
+//!   FOR UPDATE SKIP LOCKED) RETURNING`, so concurrent fetches each take a
+//!   different key and never wait on each other;
+//! - messages take their `seq` from a BIGSERIAL after locking the
+//!   recipient's `users` row, so for each recipient sequence order is commit
+//!   order and a delivery cursor can never step over a late commit;
+//! - read-modify-write paths (key upload, refresh rotation) lock the row
+//!   they decide on (`FOR UPDATE`).
+//!
+//! Every relay of a deployment may point at its own schema
+//! (`--database-schema`), created at start; migrations are embedded and
+//! applied under sqlx's advisory lock, so nodes may start together.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Connection, Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use super::*;
+use crate::backoff::Backoff;
+use crate::domain::sessions::{TokenState, classify_refresh_token};
+
+mod push_jobs;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How the relay reaches PostgreSQL.
+#[derive(Clone)]
+pub struct PgSettings {
+    /// `postgres://user:pass@host:port/db?…`
+    pub url: String,
+    /// Schema for every table (created if missing); `None` = the URL's search_path.
+    pub schema: Option<String>,
+    pub max_connections: u32,
+    /// Longest wait for a pooled connection before a request fails.
+    pub acquire_timeout: Duration,
+    /// How start-up retries an unreachable server.
+    pub backoff: Backoff,
+}
+
+/// Never prints the URL: it usually carries a password.
+impl std::fmt::Debug for PgSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSettings")
+            .field("schema", &self.schema)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+/// A schema name we can put in SQL without quoting surprises.
+pub fn valid_schema_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 63
+}
+
+impl PgStore {
+    /// Connects (retrying an unreachable server with back-off),
+    /// creates the schema if needed and applies migrations.
+    pub async fn open(settings: &PgSettings) -> StoreResult<Self> {
+        let base: PgConnectOptions = settings.url.parse()?;
+        let base = base.application_name("obscura-relay");
+        if let Some(schema) = &settings.schema
+            && !valid_schema_name(schema)
+        {
+            return Err(StoreError::Corrupt(format!(
+                "invalid schema name {schema:?} (use [a-z_][a-z0-9_]*)"
+            )));
+        }
+        // Reachability first, retried with back-off; then the schema.
+        let unreachable = |e: &sqlx::Error| matches!(e, sqlx::Error::Io(_));
+        let mut conn = settings
+            .backoff
+            .retry("PostgreSQL", unreachable, || base.connect())
+            .await?;
+        if let Some(schema) = &settings.schema {
+            create_schema(&mut conn, schema).await?;
+        }
+        conn.close().await?;
+        let options = match &settings.schema {
+            Some(schema) => base.options([("search_path", schema.as_str())]),
+            None => base,
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .min_connections(1)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// `CREATE SCHEMA IF NOT EXISTS` races with itself when several nodes start
+/// at once (a unique violation in the catalog): re-check before failing.
+async fn create_schema(conn: &mut PgConnection, schema: &str) -> StoreResult<()> {
+    let sql = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+    if let Err(e) = sqlx::query(&sql).execute(&mut *conn).await {
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                .bind(schema)
+                .fetch_one(&mut *conn)
+                .await?;
+        if !exists {
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
+fn u32_col(row: &PgRow, col: &str) -> StoreResult<u32> {
+    let v: i64 = row.try_get(col)?;
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} out of range: {v}")))
+}
+
+async fn count_one_time(tx: &mut Transaction<'_, Postgres>, user: Uuid) -> StoreResult<u32> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM one_time_pre_keys WHERE user_id = $1")
+        .bind(user)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+async fn insert_keys(
+    tx: &mut Transaction<'_, Postgres>,
+    user: Uuid,
+    signed: &SignedPreKey,
+    one_time: &[OneTimePreKey],
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO signed_pre_keys (user_id, key_id, public_key, signature) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id) DO UPDATE SET key_id = excluded.key_id,
+             public_key = excluded.public_key, signature = excluded.signature",
+    )
+    .bind(user)
+    .bind(i64::from(signed.key_id))
+    .bind(&signed.public_key)
+    .bind(&signed.signature)
+    .execute(&mut **tx)
+    .await?;
+    if one_time.is_empty() {
+        return Ok(());
+    }
+    // Re-uploading an id replaces it and makes it the newest (as in SQLite's
+    // INSERT OR REPLACE); within one upload the last occurrence wins.
+    let mut keys: Vec<&OneTimePreKey> = Vec::with_capacity(one_time.len());
+    for key in one_time.iter().rev() {
+        if !keys.iter().any(|k| k.key_id == key.key_id) {
+            keys.push(key);
+        }
+    }
+    keys.reverse();
+    let ids: Vec<i64> = keys.iter().map(|k| i64::from(k.key_id)).collect();
+    let publics: Vec<Vec<u8>> = keys.iter().map(|k| k.public_key.clone()).collect();
+    sqlx::query("DELETE FROM one_time_pre_keys WHERE user_id = $1 AND key_id = ANY($2)")
+        .bind(user)
+        .bind(&ids)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO one_time_pre_keys (user_id, key_id, public_key)
+         SELECT $1, k.key_id, k.public_key
+         FROM UNNEST($2::BIGINT[], $3::BYTEA[]) WITH ORDINALITY AS k(key_id, public_key, n)
+         ORDER BY k.n",
+    )
+    .bind(user)
+    .bind(&ids)
+    .bind(&publics)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_user(&self, user: NewUser) -> StoreResult<CreateUser> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, username, password_hash, identity_key, registration_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(user.id)
+        .bind(&user.username)
+        .bind(&user.password_hash)
+        .bind(&user.identity.identity_key)
+        .bind(i64::from(user.identity.registration_id))
+        .bind(user.created_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Ok(CreateUser::UsernameTaken);
+        }
+        insert_keys(
+            &mut tx,
+            user.id,
+            &user.signed_pre_key,
+            &user.one_time_pre_keys,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(CreateUser::Created)
+    }
+
+    async fn credentials(&self, username: &str) -> StoreResult<Option<(Uuid, String)>> {
+        let row = sqlx::query("SELECT id, password_hash FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| Ok((r.try_get("id")?, r.try_get("password_hash")?)))
+            .transpose()
+    }
+
+    async fn identity(&self, user: Uuid) -> StoreResult<Option<Identity>> {
+        let row = sqlx::query("SELECT identity_key, registration_id FROM users WHERE id = $1")
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(Identity {
+                identity_key: r.try_get("identity_key")?,
+                registration_id: u32_col(&r, "registration_id")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn insert_refresh_token(&self, token: NewRefreshToken) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, user_id, family_id, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&token.hash[..])
+        .bind(token.user_id)
+        .bind(token.family_id)
+        .bind(token.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        presented: [u8; 32],
+        next_hash: [u8; 32],
+        next_expires_at: i64,
+        now: i64,
+    ) -> StoreResult<Rotation> {
+        let mut tx = self.pool.begin().await?;
+        // FOR UPDATE: two concurrent rotations of one token serialise, so
+        // the second sees `rotated` and is treated as reuse.
+        let row = sqlx::query(
+            "SELECT user_id, family_id, expires_at, rotated, revoked FROM refresh_tokens
+             WHERE token_hash = $1 FOR UPDATE",
+        )
+        .bind(&presented[..])
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = row
+            .map(|r| -> StoreResult<RefreshTokenRow> {
+                Ok(RefreshTokenRow {
+                    user_id: r.try_get("user_id")?,
+                    family_id: r.try_get("family_id")?,
+                    expires_at: r.try_get("expires_at")?,
+                    rotated: r.try_get("rotated")?,
+                    revoked: r.try_get("revoked")?,
+                })
+            })
+            .transpose()?;
+        let outcome = match (classify_refresh_token(row.as_ref(), now), row) {
+            (TokenState::Live, Some(row)) => {
+                sqlx::query("UPDATE refresh_tokens SET rotated = TRUE WHERE token_hash = $1")
+                    .bind(&presented[..])
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (token_hash, user_id, family_id, expires_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&next_hash[..])
+                .bind(row.user_id)
+                .bind(row.family_id)
+                .bind(next_expires_at)
+                .execute(&mut *tx)
+                .await?;
+                Rotation::Rotated {
+                    user_id: row.user_id,
+                }
+            }
+            (TokenState::Reused, Some(row)) => {
+                sqlx::query("UPDATE refresh_tokens SET revoked = TRUE WHERE family_id = $1")
+                    .bind(row.family_id)
+                    .execute(&mut *tx)
+                    .await?;
+                Rotation::ReuseDetected
+            }
+            _ => Rotation::Invalid,
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn revoke_refresh_family(&self, presented: [u8; 32], user: Uuid) -> StoreResult<bool> {
+        let revoked = sqlx::query(
+            "UPDATE refresh_tokens SET revoked = TRUE WHERE family_id =
+                (SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND user_id = $2)",
+        )
+        .bind(&presented[..])
+        .bind(user)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(revoked > 0)
+    }
+
+    async fn upload_keys(&self, user: Uuid, upload: KeyUpload) -> StoreResult<KeyUploadOutcome> {
+        let mut tx = self.pool.begin().await?;
+        // The users row lock serialises uploads (and takeovers) per user.
+        let Some(stored_identity) = sqlx::query_scalar::<_, Vec<u8>>(
+            "SELECT identity_key FROM users WHERE id = $1 FOR UPDATE",
+        )
+        .bind(user)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(KeyUploadOutcome::UnknownUser);
+        };
+        let takeover = match &upload.identity {
+            Some(new) => new.identity_key != stored_identity,
+            None => false,
+        };
+        if takeover {
+            let Some(new) = upload.identity.as_ref() else {
+                return Ok(KeyUploadOutcome::IdentityChanged);
+            };
+            if new.identity_key != upload.verified_against {
+                return Ok(KeyUploadOutcome::IdentityChanged);
+            }
+            sqlx::query("UPDATE users SET identity_key = $1, registration_id = $2 WHERE id = $3")
+                .bind(&new.identity_key)
+                .bind(i64::from(new.registration_id))
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            for table in ["signed_pre_keys", "one_time_pre_keys"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("DELETE FROM messages WHERE recipient_id = $1")
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            if stored_identity != upload.verified_against {
+                return Ok(KeyUploadOutcome::IdentityChanged);
+            }
+            if let Some(identity) = &upload.identity {
+                // Same identity key: a refill; keep the registration id current.
+                sqlx::query("UPDATE users SET registration_id = $1 WHERE id = $2")
+                    .bind(i64::from(identity.registration_id))
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let current: Option<i64> =
+                sqlx::query_scalar("SELECT key_id FROM signed_pre_keys WHERE user_id = $1")
+                    .bind(user)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(current) = current
+                && i64::from(upload.signed_pre_key.key_id) <= current
+            {
+                return Ok(KeyUploadOutcome::StaleSignedPreKey {
+                    stored: u32::try_from(current).unwrap_or(u32::MAX),
+                });
+            }
+        }
+        insert_keys(
+            &mut tx,
+            user,
+            &upload.signed_pre_key,
+            &upload.one_time_pre_keys,
+        )
+        .await?;
+        sqlx::query(
+            "DELETE FROM one_time_pre_keys WHERE user_id = $1 AND seq NOT IN
+                (SELECT seq FROM one_time_pre_keys WHERE user_id = $1 ORDER BY seq DESC LIMIT $2)",
+        )
+        .bind(user)
+        .bind(i64::from(upload.max_one_time_pre_keys))
+        .execute(&mut *tx)
+        .await?;
+        let remaining = count_one_time(&mut tx, user).await?;
+        tx.commit().await?;
+        Ok(if takeover {
+            KeyUploadOutcome::TookOver { remaining }
+        } else {
+            KeyUploadOutcome::Refilled { remaining }
+        })
+    }
+
+    async fn take_bundle(&self, user: Uuid) -> StoreResult<Option<Bundle>> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query(
+            "SELECT u.identity_key, u.registration_id, s.key_id, s.public_key, s.signature
+             FROM users u JOIN signed_pre_keys s ON s.user_id = u.id WHERE u.id = $1",
+        )
+        .bind(user)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let identity = Identity {
+            identity_key: row.try_get("identity_key")?,
+            registration_id: u32_col(&row, "registration_id")?,
+        };
+        let signed_pre_key = SignedPreKey {
+            key_id: u32_col(&row, "key_id")?,
+            public_key: row.try_get("public_key")?,
+            signature: row.try_get("signature")?,
+        };
+        // SKIP LOCKED: concurrent fetches each claim a different key instead
+        // of queueing behind (and then missing) the same one.
+        let one_time_pre_key = sqlx::query(
+            "DELETE FROM one_time_pre_keys WHERE seq =
+                (SELECT seq FROM one_time_pre_keys WHERE user_id = $1 ORDER BY seq LIMIT 1
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING key_id, public_key",
+        )
+        .bind(user)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| -> StoreResult<OneTimePreKey> {
+            Ok(OneTimePreKey {
+                key_id: u32_col(&r, "key_id")?,
+                public_key: r.try_get("public_key")?,
+            })
+        })
+        .transpose()?;
+        let remaining = count_one_time(&mut tx, user).await?;
+        tx.commit().await?;
+        Ok(Some(Bundle {
+            identity,
+            signed_pre_key,
+            one_time_pre_key,
+            remaining,
+        }))
+    }
+
+    async fn one_time_pre_key_count(&self, user: Uuid) -> StoreResult<u32> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM one_time_pre_keys WHERE user_id = $1")
+                .bind(user)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn enqueue_message(&self, m: NewMessage) -> StoreResult<bool> {
+        // One statement, one round trip: the recipient's row is locked
+        // before the new row draws its `seq` (the INSERT consumes the
+        // locked row), and stays locked until commit, so per recipient
+        // sequence numbers are taken and committed in the same order.
+        let inserted = sqlx::query(
+            "WITH recipient AS (SELECT id FROM users WHERE id = $2 FOR NO KEY UPDATE)
+             INSERT INTO messages (id, recipient_id, sender_id, timestamp_ms, msg_type, content, expires_at)
+             SELECT $1, recipient.id, $3, $4, $5, $6, $7 FROM recipient",
+        )
+        .bind(m.id)
+        .bind(m.recipient)
+        .bind(m.sender)
+        .bind(m.timestamp_ms)
+        .bind(m.msg_type)
+        .bind(&m.content)
+        .bind(m.expires_at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    async fn pending_messages(
+        &self,
+        user: Uuid,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let rows = sqlx::query(
+            "SELECT seq, id, sender_id, timestamp_ms, msg_type, content FROM messages
+             WHERE recipient_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(user)
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredMessage {
+                    seq: r.try_get("seq")?,
+                    id: r.try_get("id")?,
+                    sender: r.try_get("sender_id")?,
+                    timestamp_ms: r.try_get("timestamp_ms")?,
+                    msg_type: r.try_get("msg_type")?,
+                    content: r.try_get("content")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_messages(&self, user: Uuid, ids: &[Uuid]) -> StoreResult<u64> {
+        let deleted = sqlx::query("DELETE FROM messages WHERE recipient_id = $1 AND id = ANY($2)")
+            .bind(user)
+            .bind(ids)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted)
+    }
+
+    async fn insert_attachment(&self, a: Attachment, owner: Uuid, now: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO attachments (id, owner_id, size, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(a.id)
+        .bind(owner)
+        .bind(i64::try_from(a.size).unwrap_or(i64::MAX))
+        .bind(now)
+        .bind(a.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn attachment(&self, id: Uuid, now: i64) -> StoreResult<Option<Attachment>> {
+        let row = sqlx::query(
+            "SELECT size, expires_at FROM attachments WHERE id = $1 AND expires_at > $2",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let size: i64 = r.try_get("size")?;
+            Ok(Attachment {
+                id,
+                size: u64::try_from(size).unwrap_or(0),
+                expires_at: r.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn expired_attachments(&self, now: i64, limit: u32) -> StoreResult<Vec<Uuid>> {
+        let ids = sqlx::query_scalar(
+            "SELECT id FROM attachments WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
+    }
+
+    async fn delete_attachment(&self, id: Uuid) -> StoreResult<()> {
+        sqlx::query("DELETE FROM attachments WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_push_token(
+        &self,
+        user: Uuid,
+        token: &str,
+        kind: Option<&str>,
+        now: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO push_tokens (user_id, token, kind, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (user_id) DO UPDATE SET token = excluded.token, kind = excluded.kind,
+                 updated_at = excluded.updated_at",
+        )
+        .bind(user)
+        .bind(token)
+        .bind(kind)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn schedule_push(
+        &self,
+        user: Uuid,
+        due_ms: i64,
+        throttle_ms: i64,
+        kinds: &[&str],
+    ) -> StoreResult<bool> {
+        self.push_schedule(user, due_ms, throttle_ms, kinds).await
+    }
+
+    async fn cancel_push(&self, user: Uuid, now_ms: i64) -> StoreResult<()> {
+        self.push_cancel(user, now_ms).await
+    }
+
+    async fn next_push_due(&self) -> StoreResult<Option<i64>> {
+        self.push_next_due().await
+    }
+
+    async fn claim_pushes(
+        &self,
+        claim: Uuid,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<PushJob>> {
+        self.push_claim(claim, now_ms, lease_until_ms, limit).await
+    }
+
+    async fn finish_push(
+        &self,
+        job: &PushJob,
+        outcome: PushOutcome,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        self.push_finish(job, outcome, now_ms).await
+    }
+
+    async fn queued_message_count(&self) -> StoreResult<u64> {
+        self.count_queued_messages().await
+    }
+
+    async fn purge_expired(&self, now: i64) -> StoreResult<Purged> {
+        let messages = sqlx::query("DELETE FROM messages WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let refresh_tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(Purged {
+            messages,
+            refresh_tokens,
+        })
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: Uuid,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        // Take the lease if it is free, expired or already ours; one
+        // statement, so two nodes can never both win.
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let won = sqlx::query(
+            "INSERT INTO job_leases (name, holder, expires_at_ms) VALUES ($1, $2, $3 + $4)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+                 expires_at_ms = excluded.expires_at_ms
+             WHERE job_leases.holder = excluded.holder OR job_leases.expires_at_ms <= $3
+             RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now_ms)
+        .bind(ttl_ms)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some();
+        Ok(won)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A store in a fresh schema of the test database, or `None` (skip)
+    /// when PostgreSQL is not reachable and `OBSCURA_REQUIRE_BACKENDS` is unset.
+    async fn test_store(test: &str) -> Option<(Arc<PgStore>, String)> {
+        let url = std::env::var("OBSCURA_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let schema = format!("t_unit_{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let settings = PgSettings {
+            url,
+            schema: Some(schema.clone()),
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(10),
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_millis(500)),
+        };
+        match PgStore::open(&settings).await {
+            Ok(store) => Some((Arc::new(store), schema)),
+            Err(e) if std::env::var("OBSCURA_REQUIRE_BACKENDS").is_ok_and(|v| v == "1") => {
+                panic!("{test}: PostgreSQL required: {e}")
+            }
+            Err(e) => {
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "SKIPPED {test}: PostgreSQL: {e}");
+                None
+            }
+        }
+    }
+
+    async fn drop_schema(store: &PgStore, schema: &str) {
+        let _ = sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .execute(&store.pool)
+            .await;
+        store.close().await;
+    }
+
+    async fn user(store: &PgStore, one_time: u32) -> Uuid {
+        let id = Uuid::new_v4();
+        let created = store
+            .create_user(NewUser {
+                id,
+                username: format!("u-{id}"),
+                password_hash: "x".into(),
+                identity: Identity {
+                    identity_key: vec![5; 33],
+                    registration_id: 1,
+                },
+                signed_pre_key: SignedPreKey {
+                    key_id: 1,
+                    public_key: vec![5; 33],
+                    signature: vec![7; 64],
+                },
+                one_time_pre_keys: (0..one_time)
+                    .map(|key_id| OneTimePreKey {
+                        key_id,
+                        public_key: vec![5; 33],
+                    })
+                    .collect(),
+                created_at: 0,
+            })
+            .await
+            .unwrap();
+        assert_eq!(created, CreateUser::Created);
+        id
+    }
+
+    /// Concurrent senders to one recipient while a pump pages by cursor,
+    /// as a gateway session does: the pump must end up with every message
+    /// (a late commit with a lower seq would be stepped over for good).
+    #[tokio::test]
+    async fn a_cursor_never_steps_over_a_late_commit() {
+        let Some((store, schema)) = test_store("a_cursor_never_steps_over_a_late_commit").await
+        else {
+            return;
+        };
+        let recipient = user(&store, 0).await;
+        const SENDERS: usize = 8;
+        const EACH: usize = 40;
+        let senders: Vec<_> = (0..SENDERS)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for _ in 0..EACH {
+                        let stored = store
+                            .enqueue_message(NewMessage {
+                                id: Uuid::new_v4(),
+                                recipient,
+                                sender: Uuid::new_v4(),
+                                timestamp_ms: 0,
+                                msg_type: 1,
+                                content: vec![1],
+                                expires_at: i64::MAX,
+                            })
+                            .await
+                            .unwrap();
+                        assert!(stored);
+                    }
+                })
+            })
+            .collect();
+        let mut cursor = 0;
+        let mut seen = HashSet::new();
+        let mut finished = false;
+        loop {
+            let page = store.pending_messages(recipient, cursor, 7).await.unwrap();
+            for m in &page {
+                assert!(m.seq > cursor);
+                cursor = m.seq;
+                seen.insert(m.id);
+            }
+            if finished && page.is_empty() {
+                break;
+            }
+            finished = senders.iter().all(|s| s.is_finished());
+        }
+        for s in senders {
+            s.await.unwrap();
+        }
+        assert_eq!(seen.len(), SENDERS * EACH, "the cursor skipped messages");
+        drop_schema(&store, &schema).await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_bundle_fetches_hand_out_distinct_keys() {
+        let Some((store, schema)) =
+            test_store("concurrent_bundle_fetches_hand_out_distinct_keys").await
+        else {
+            return;
+        };
+        let user = user(&store, 40).await;
+        let fetches = (0..50).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.take_bundle(user).await.unwrap().unwrap() })
+        });
+        let bundles: Vec<Bundle> = futures::future::join_all(fetches)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let handed: Vec<u32> = bundles
+            .iter()
+            .filter_map(|b| b.one_time_pre_key.as_ref().map(|k| k.key_id))
+            .collect();
+        assert_eq!(handed.len(), 40);
+        assert_eq!(handed.iter().collect::<HashSet<_>>().len(), 40);
+        assert_eq!(store.one_time_pre_key_count(user).await.unwrap(), 0);
+        drop_schema(&store, &schema).await;
+    }
+
+    #[tokio::test]
+    async fn a_lease_has_one_holder_until_it_expires() {
+        let Some((store, schema)) = test_store("a_lease_has_one_holder_until_it_expires").await
+        else {
+            return;
+        };
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let ttl = Duration::from_secs(10);
+        assert!(store.try_lease("job", a, ttl, 1_000).await.unwrap());
+        assert!(!store.try_lease("job", b, ttl, 2_000).await.unwrap());
+        assert!(
+            store.try_lease("job", a, ttl, 3_000).await.unwrap(),
+            "renewal"
+        );
+        assert!(!store.try_lease("job", b, ttl, 12_999).await.unwrap());
+        assert!(
+            store.try_lease("job", b, ttl, 13_000).await.unwrap(),
+            "expired"
+        );
+        assert!(!store.try_lease("job", a, ttl, 13_001).await.unwrap());
+        assert!(store.try_lease("other", a, ttl, 13_001).await.unwrap());
+        drop_schema(&store, &schema).await;
+    }
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(valid_schema_name("obscura"));
+        assert!(valid_schema_name("t_1a2b"));
+        assert!(!valid_schema_name("1abc"));
+        assert!(!valid_schema_name("a\"; DROP"));
+        assert!(!valid_schema_name(""));
+        assert!(!valid_schema_name(&"a".repeat(64)));
+    }
+}
