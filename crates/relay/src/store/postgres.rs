@@ -888,4 +888,42 @@ mod tests {
         assert!(!valid_schema_name(""));
         assert!(!valid_schema_name(&"a".repeat(64)));
     }
+
+    #[tokio::test]
+    async fn wakeups_coalesce_lease_once_and_prune_refused_tokens() {
+        let Some((store, schema)) =
+            test_store("wakeups_coalesce_lease_once_and_prune_refused_tokens").await
+        else {
+            return;
+        };
+        let id = user(&store, 0).await;
+        let all: &[&str] = &["fcm", "apns", "unifiedpush"];
+        assert!(!store.schedule_push(id, 100, 0, all).await.unwrap());
+        store.set_push_token(id, "tok", None, 0).await.unwrap();
+        assert!(!store.schedule_push(id, 100, 0, &["apns"]).await.unwrap());
+        assert!(store.schedule_push(id, 100, 0, all).await.unwrap());
+        assert!(store.schedule_push(id, 150, 0, all).await.unwrap());
+        assert_eq!(store.next_push_due().await.unwrap(), Some(100));
+        let jobs = store
+            .claim_pushes(Uuid::new_v4(), 100, 1100, 10)
+            .await
+            .unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].target.as_ref().unwrap().token, "tok");
+        assert!(
+            store
+                .claim_pushes(Uuid::new_v4(), 200, 1200, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "a leased job is nobody else's"
+        );
+        store
+            .finish_push(&jobs[0], PushOutcome::InvalidToken, 300)
+            .await
+            .unwrap();
+        assert_eq!(store.next_push_due().await.unwrap(), None);
+        assert!(!store.schedule_push(id, 400, 0, all).await.unwrap());
+        drop_schema(&store, &schema).await;
+    }
 }
