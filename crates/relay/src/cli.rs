@@ -21,11 +21,16 @@ pub struct RelayArgs {
     #[serde(skip)]
     pub config: Option<PathBuf>,
 
+    /// Log line format on stderr: text for people, json (one object per line) for collectors. [default: text]
+    #[arg(long, env = "OBSCURA_LOG_FORMAT", value_enum, value_name = "FORMAT")]
+    #[serde(skip)]
+    pub log_format: Option<LogFormat>,
+
     /// Public API address (port 0 = any free port). [default: 127.0.0.1:3000]
     #[arg(long, env = "OBSCURA_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
-    /// Management address: /livez, /readyz. [default: 127.0.0.1:9090]
+    /// Management address: /livez, /readyz, /metrics. [default: 127.0.0.1:9090]
     #[arg(long, env = "OBSCURA_MGMT_LISTEN", value_name = "ADDR")]
     pub mgmt_listen: Option<SocketAddr>,
 
@@ -209,6 +214,69 @@ pub struct RelayArgs {
         hide_env_values = true
     )]
     pub s3_secret_access_key: Option<String>,
+
+    /// Milliseconds between a message for an offline user and its wake-up push (a burst shares one). [default: 2000]
+    #[arg(long, env = "OBSCURA_PUSH_DELAY_MS", value_name = "MS")]
+    pub push_delay_ms: Option<u64>,
+
+    /// At most one wake-up push per user per this many seconds. [default: 30]
+    #[arg(long, env = "OBSCURA_PUSH_THROTTLE_SECS", value_name = "SECS")]
+    pub push_throttle_secs: Option<u64>,
+
+    /// Attempts per wake-up before transient provider failures make it give up. [default: 8]
+    #[arg(long, env = "OBSCURA_PUSH_MAX_ATTEMPTS", value_name = "N")]
+    pub push_max_attempts: Option<u32>,
+
+    /// FCM service-account JSON key file; enables FCM wake-ups. [default: none]
+    #[arg(long, env = "OBSCURA_FCM_SERVICE_ACCOUNT", value_name = "FILE")]
+    pub fcm_service_account: Option<PathBuf>,
+
+    /// FCM HTTP v1 API base URL. [default: https://fcm.googleapis.com]
+    #[arg(long, env = "OBSCURA_FCM_ENDPOINT", value_name = "URL")]
+    pub fcm_endpoint: Option<String>,
+
+    /// OAuth2 token endpoint for the FCM service account. [default: the key file's token_uri]
+    #[arg(long, env = "OBSCURA_FCM_TOKEN_ENDPOINT", value_name = "URL")]
+    pub fcm_token_endpoint: Option<String>,
+
+    /// APNs signing key (the AuthKey_KEYID.p8 file); enables APNs wake-ups with the three options below. [default: none]
+    #[arg(long, env = "OBSCURA_APNS_KEY_FILE", value_name = "FILE")]
+    pub apns_key_file: Option<PathBuf>,
+
+    /// Key ID of the APNs signing key. [default: none]
+    #[arg(long, env = "OBSCURA_APNS_KEY_ID", value_name = "ID")]
+    pub apns_key_id: Option<String>,
+
+    /// Apple developer team ID. [default: none]
+    #[arg(long, env = "OBSCURA_APNS_TEAM_ID", value_name = "ID")]
+    pub apns_team_id: Option<String>,
+
+    /// The app's bundle ID (apns-topic). [default: none]
+    #[arg(long, env = "OBSCURA_APNS_TOPIC", value_name = "BUNDLE_ID")]
+    pub apns_topic: Option<String>,
+
+    /// APNs API base URL (https://api.sandbox.push.apple.com for development builds). [default: https://api.push.apple.com]
+    #[arg(long, env = "OBSCURA_APNS_ENDPOINT", value_name = "URL")]
+    pub apns_endpoint: Option<String>,
+
+    /// Accept http:// and private or loopback UnifiedPush endpoints (LAN distributors, tests). [default: false]
+    #[arg(
+        long,
+        env = "OBSCURA_UNIFIEDPUSH_ALLOW_PRIVATE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub unifiedpush_allow_private: Option<bool>,
+}
+
+/// Format of the log lines on stderr. Read before anything else (logging
+/// starts first), so it is a flag or environment variable only, not a TOML key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl RelayArgs {
@@ -217,6 +285,7 @@ impl RelayArgs {
     pub fn or(self, file: RelayArgs) -> RelayArgs {
         RelayArgs {
             config: self.config,
+            log_format: self.log_format,
             listen: self.listen.or(file.listen),
             mgmt_listen: self.mgmt_listen.or(file.mgmt_listen),
             data_dir: self.data_dir.or(file.data_dir),
@@ -268,6 +337,20 @@ impl RelayArgs {
             s3_region: self.s3_region.or(file.s3_region),
             s3_access_key_id: self.s3_access_key_id.or(file.s3_access_key_id),
             s3_secret_access_key: self.s3_secret_access_key.or(file.s3_secret_access_key),
+            push_delay_ms: self.push_delay_ms.or(file.push_delay_ms),
+            push_throttle_secs: self.push_throttle_secs.or(file.push_throttle_secs),
+            push_max_attempts: self.push_max_attempts.or(file.push_max_attempts),
+            fcm_service_account: self.fcm_service_account.or(file.fcm_service_account),
+            fcm_endpoint: self.fcm_endpoint.or(file.fcm_endpoint),
+            fcm_token_endpoint: self.fcm_token_endpoint.or(file.fcm_token_endpoint),
+            apns_key_file: self.apns_key_file.or(file.apns_key_file),
+            apns_key_id: self.apns_key_id.or(file.apns_key_id),
+            apns_team_id: self.apns_team_id.or(file.apns_team_id),
+            apns_topic: self.apns_topic.or(file.apns_topic),
+            apns_endpoint: self.apns_endpoint.or(file.apns_endpoint),
+            unifiedpush_allow_private: self
+                .unifiedpush_allow_private
+                .or(file.unifiedpush_allow_private),
         }
     }
 }
@@ -302,7 +385,8 @@ mod tests {
                 docs.contains(&format!("`{env}`")),
                 "{env} missing from docs/configuration.md"
             );
-            if long != "config" {
+            // Neither can come from the TOML file (logging starts first).
+            if long != "config" && long != "log-format" {
                 assert!(
                     docs.contains(&format!("`{long}`")),
                     "TOML key {long} missing"

@@ -8,6 +8,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::cli::RelayArgs;
+use crate::push::PushConfig;
+use crate::push::apns::ApnsConfig;
+use crate::push::fcm::FcmConfig;
 
 /// OWASP's minimum argon2id parameters (m = 19 MiB, t = 2, p = 1).
 pub const OWASP_ARGON2_MEMORY_KIB: u32 = 19_456;
@@ -86,6 +89,7 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Where state, fan-out, shared limits and blobs live (SQLite + local by default).
     pub backends: BackendConfig,
+    pub push: PushConfig,
 }
 
 impl Config {
@@ -151,6 +155,7 @@ impl Config {
             option: "argon2-*",
             reason: e.to_string(),
         })?;
+        let push = resolve_push(&a)?;
         let max_message_bytes = a.max_message_bytes.unwrap_or(1024 * 1024);
         if max_message_bytes == 0 {
             return Err(ConfigError::Invalid {
@@ -223,8 +228,77 @@ impl Config {
             keep_alive_timeout: secs(a.keep_alive_timeout_secs, 75, "keep-alive-timeout-secs")?,
             trusted_proxies: parse_trusted_proxies(a.trusted_proxies.as_deref().unwrap_or(""))?,
             backends,
+            push,
         })
     }
+}
+
+/// Wake-up settings; a provider is enabled by its credentials.
+fn resolve_push(a: &RelayArgs) -> Result<PushConfig, ConfigError> {
+    let defaults = PushConfig::default();
+    let invalid = |option: &'static str, reason: &str| ConfigError::Invalid {
+        option,
+        reason: reason.into(),
+    };
+    let url = |v: &Option<String>, default: &str, option: &'static str| {
+        let v = v.clone().unwrap_or_else(|| default.to_owned());
+        match url::Url::parse(&v) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(v),
+            _ => Err(invalid(option, "must be an http(s) URL")),
+        }
+    };
+    let throttle_secs = a.push_throttle_secs.unwrap_or(defaults.throttle.as_secs());
+    let max_attempts = a.push_max_attempts.unwrap_or(defaults.max_attempts);
+    if max_attempts == 0 {
+        return Err(invalid("push-max-attempts", "must be at least 1"));
+    }
+    let fcm = match &a.fcm_service_account {
+        None => None,
+        Some(path) => Some(FcmConfig {
+            service_account: path.clone(),
+            endpoint: url(
+                &a.fcm_endpoint,
+                crate::push::fcm::DEFAULT_ENDPOINT,
+                "fcm-endpoint",
+            )?,
+            token_endpoint: match &a.fcm_token_endpoint {
+                Some(_) => Some(url(&a.fcm_token_endpoint, "", "fcm-token-endpoint")?),
+                None => None,
+            },
+        }),
+    };
+    let apns = match &a.apns_key_file {
+        None => None,
+        Some(path) => {
+            let required = |v: &Option<String>, option: &'static str| {
+                v.clone()
+                    .filter(|s| !s.trim().is_empty())
+                    .ok_or_else(|| invalid(option, "required with --apns-key-file"))
+            };
+            Some(ApnsConfig {
+                key_file: path.clone(),
+                key_id: required(&a.apns_key_id, "apns-key-id")?,
+                team_id: required(&a.apns_team_id, "apns-team-id")?,
+                topic: required(&a.apns_topic, "apns-topic")?,
+                endpoint: url(
+                    &a.apns_endpoint,
+                    crate::push::apns::DEFAULT_ENDPOINT,
+                    "apns-endpoint",
+                )?,
+            })
+        }
+    };
+    Ok(PushConfig {
+        delay: a
+            .push_delay_ms
+            .map(Duration::from_millis)
+            .unwrap_or(defaults.delay),
+        throttle: Duration::from_secs(throttle_secs),
+        max_attempts,
+        fcm,
+        apns,
+        unifiedpush_allow_private: a.unifiedpush_allow_private.unwrap_or(false),
+    })
 }
 
 fn read_toml(path: &Path) -> Result<RelayArgs, ConfigError> {

@@ -8,6 +8,8 @@
 //! [`fanout`] (in-process presence | Redis pub/sub), [`ratelimit`]
 //! (governor | Redis GCRA), chosen once by [`backends`]; [`health`] backs
 //! `/readyz`; [`jobs`] does TTL clean-up under a cluster-wide lease.
+//! [`push`] sends wake-ups to offline users' devices; [`metrics`] names
+//! every exported series.
 
 pub mod backends;
 pub mod backoff;
@@ -21,6 +23,8 @@ pub mod gateway;
 pub mod health;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
+pub mod push;
 pub mod ratelimit;
 pub mod redis_client;
 pub mod store;
@@ -68,6 +72,12 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
         }
     };
     let backends = backends::connect(&config).await?;
+    let providers = push::Providers::from_config(&config.push).context("push providers")?;
+    let wakeups = Arc::new(push::Wakeups::new(
+        backends.store.store(),
+        backends.fanout.clone(),
+        config.push.clone(),
+    ));
     let relay = Arc::new(Relay {
         tokens: Tokens::new(&secret, config.access_token_ttl, config.refresh_token_ttl),
         passwords: PasswordHasher::new(config.argon2)?,
@@ -75,6 +85,7 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
         store: backends.store.store(),
         blobs: backends.blobs.clone(),
         fanout: backends.fanout.clone(),
+        push: wakeups.clone(),
         config,
     });
 
@@ -100,6 +111,8 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
 
     let cleanup = jobs::spawn_cleanup(relay.clone(), shutdown.clone());
     let timeouts = http::connection::Timeouts::from_config(&relay.config);
+    let push_worker = push::queue::spawn_worker(wakeups, providers, shutdown.clone());
+    let metrics_upkeep = metrics::spawn_upkeep(shutdown.clone());
     let api_server = tokio::spawn(http::server::serve(
         api,
         http::router(state.clone()),
@@ -125,6 +138,8 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
         let _ = api_server.await;
         let _ = mgmt_server.await;
         let _ = cleanup.await;
+        let _ = push_worker.await;
+        let _ = metrics_upkeep.await;
     })
     .await;
     backends.store.close().await;

@@ -56,6 +56,8 @@ impl Relay {
             return Err(Error::NotFound);
         }
         self.fanout.notify(recipient, Signal::Messages);
+        crate::metrics::message_enqueued();
+        self.push.message_queued(recipient).await;
         Ok(id)
     }
 }

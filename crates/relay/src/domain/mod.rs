@@ -28,6 +28,8 @@ pub struct Relay {
     pub blobs: Arc<dyn BlobStore>,
     pub fanout: Arc<dyn Fanout>,
     pub limiter: Arc<dyn RateLimiter>,
+    /// Wake-up pushes for users without a live socket.
+    pub push: Arc<crate::push::Wakeups>,
     pub tokens: Tokens,
     pub passwords: PasswordHasher,
 }

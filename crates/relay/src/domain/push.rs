@@ -1,10 +1,11 @@
-//! Push tokens (FCM / APNs). Delivery of wake-ups comes later; the token is
-//! stored now, one per user ("single device" policy).
+//! Push tokens (FCM / APNs / UnifiedPush), one per user ("single device"
+//! policy). Wake-ups are sent by [`crate::push`].
 
 use uuid::Uuid;
 
 use super::{Relay, now_secs};
 use crate::error::{Error, Result};
+use crate::push::PushKind;
 
 pub const MAX_PUSH_TOKEN_BYTES: usize = 4096;
 
@@ -23,11 +24,10 @@ pub fn validate_push_token(token: &str) -> Result<()> {
 impl Relay {
     pub async fn set_push_token(&self, user: Uuid, token: &str, kind: Option<&str>) -> Result<()> {
         validate_push_token(token)?;
-        let kind = kind
-            .map(str::trim)
-            .filter(|k| !k.is_empty() && k.len() <= 32);
+        let kind = PushKind::parse(kind)?;
+        crate::push::validate_token(kind, token, self.config.push.unifiedpush_allow_private)?;
         self.store
-            .set_push_token(user, token, kind, now_secs())
+            .set_push_token(user, token, Some(kind.as_str()), now_secs())
             .await?;
         Ok(())
     }

@@ -128,6 +128,13 @@ impl Fanout for LocalFanout {
     fn connected(&self) -> usize {
         self.inner.lock().map(|r| r.sessions.len()).unwrap_or(0)
     }
+
+    fn is_connected(&self, user: Uuid) -> bool {
+        self.inner
+            .lock()
+            .map(|r| r.sessions.contains_key(&user))
+            .unwrap_or(false)
+    }
 }
 
 #[cfg(test)]

@@ -64,6 +64,12 @@ pub trait Fanout: Send + Sync + 'static {
     fn disconnect(&self, user: Uuid, reason: CloseReason);
     /// Number of live sessions on this node.
     fn connected(&self) -> usize;
+    /// Whether `user` has a live session (wake-ups are only for users
+    /// without one). The default, "unknown", counts as offline: the pending
+    /// wake-up is then cancelled by the user's connect or ACK instead.
+    fn is_connected(&self, _user: Uuid) -> bool {
+        false
+    }
     /// How often a live session re-reads the store on its own, when
     /// signals can be lost (a network between nodes); `None` when they cannot.
     fn poll_interval(&self) -> Option<std::time::Duration> {

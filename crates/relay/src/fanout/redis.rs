@@ -384,6 +384,12 @@ impl Fanout for RedisFanout {
         self.inner.local.connected()
     }
 
+    /// This node's sessions only; a user connected elsewhere cancels their
+    /// pending wake-up by connecting or acknowledging.
+    fn is_connected(&self, user: Uuid) -> bool {
+        self.inner.local.is_connected(user)
+    }
+
     fn poll_interval(&self) -> Option<Duration> {
         Some(self.inner.poll)
     }

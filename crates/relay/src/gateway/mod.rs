@@ -15,6 +15,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use tracing::Instrument;
 
 use crate::error::Error;
 use crate::http::AppState;
@@ -65,6 +66,11 @@ pub async fn upgrade(
     // handshake order (a later handshake always wins).
     let subscription = state.relay.fanout.subscribe(user);
     let max_frame = usize::try_from(state.relay.config.max_message_bytes).unwrap_or(usize::MAX);
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let session_span = tracing::info_span!("gateway_session", request_id, %user);
     Ok(ws
         .read_buffer_size(READ_BUFFER_BYTES)
         // Write each frame through at once instead of accumulating 128 KiB.
@@ -72,11 +78,15 @@ pub async fn upgrade(
         .max_write_buffer_size(max_frame.saturating_mul(2).max(MAX_CLIENT_MESSAGE_BYTES))
         .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
         .max_frame_size(MAX_CLIENT_MESSAGE_BYTES)
-        .on_upgrade(move |socket| async move {
-            session::Session::new(state.relay.clone(), user, socket)
-                .run(subscription, state.shutdown.clone())
-                .await;
-            drop(permit);
+        .on_upgrade(move |socket| {
+            async move {
+                session::Session::new(state.relay.clone(), user, socket)
+                    .run(subscription, state.shutdown.clone())
+                    .await;
+                drop(permit);
+            }
+            // The session's log lines keep the handshake's request id.
+            .instrument(session_span)
         })
         .into_response())
 }

@@ -75,6 +75,7 @@ impl Session {
             let _ = timeout(PREDECESSOR_GRACE, done.cancelled()).await;
         }
         tracing::debug!(user = %self.user, "gateway session started");
+        self.relay.push.session_started(self.user).await;
         let end = match self.serve(&mut sub, &shutdown).await {
             Ok(end) => end,
             Err(e) => End::Failed(e),
@@ -176,6 +177,7 @@ impl Session {
             };
             self.send(frame).await?;
             self.cursor = message.seq;
+            crate::metrics::delivered(1);
         }
         Ok(page.len() == PAGE as usize)
     }
@@ -199,10 +201,12 @@ impl Session {
             return;
         }
         let ids = self.acks.take();
+        crate::metrics::ack_batch(ids.len());
         if let Err(e) = self.relay.store.delete_messages(self.user, &ids).await {
             // Not deleted means redelivered later, never lost.
             tracing::warn!(user = %self.user, error = %e, "failed to delete acknowledged messages");
         }
+        self.relay.push.acknowledged(self.user).await;
     }
 
     async fn send_pre_key_status(&mut self, remaining: u32) -> Result<(), String> {

@@ -26,6 +26,7 @@ impl IntoResponse for Error {
             Error::NotFound => json_error(StatusCode::NOT_FOUND, "not found"),
             Error::Conflict(msg) => json_error(StatusCode::CONFLICT, msg),
             Error::RateLimited { retry_after_secs } => {
+                crate::metrics::rate_limited();
                 let mut response = json_error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
                 response
                     .headers_mut()

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod keys;
 pub mod messages;
+pub mod metrics;
 pub mod openapi;
 pub mod push_tokens;
 pub mod server;
@@ -65,15 +66,18 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+        .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .with_state(state);
     with_common_layers(api)
 }
 
-/// `/livez` (the process answers) and `/readyz` (the database answers).
+/// `/livez` (the process answers), `/readyz` (the database answers) and
+/// `/metrics` (Prometheus).
 pub fn mgmt_router(state: AppState) -> Router {
     let mgmt = Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::scrape))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state);

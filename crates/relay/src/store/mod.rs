@@ -176,6 +176,39 @@ pub struct Purged {
     pub refresh_tokens: u64,
 }
 
+/// Where a wake-up goes: the user's registered token and its provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushTarget {
+    pub token: String,
+    /// Stored provider name (`fcm`, `apns`, `unifiedpush`; NULL = FCM).
+    pub kind: Option<String>,
+}
+
+/// A wake-up claimed by a worker (see `crate::push::queue`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushJob {
+    pub user: Uuid,
+    /// The claim that leased it; outcomes from a lost lease are ignored.
+    pub claim: Uuid,
+    /// Transient failures so far.
+    pub attempts: u32,
+    /// `None` if the user no longer has a token.
+    pub target: Option<PushTarget>,
+}
+
+/// What became of a claimed wake-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Accepted by the provider: starts the throttle window.
+    Sent,
+    /// Transient failure: due again at `at_ms`.
+    Retry { at_ms: i64 },
+    /// The token was refused: delete it (if it is still the one sent to).
+    InvalidToken,
+    /// Nothing more to do (cancelled, abandoned, undeliverable).
+    Done,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Cheap round trip for readiness checks.
@@ -242,6 +275,41 @@ pub trait Store: Send + Sync + 'static {
         kind: Option<&str>,
         now: i64,
     ) -> StoreResult<()>;
+
+    // --- push wake-ups (rules in `crate::push::queue`) -------------------------
+    /// Schedules a wake-up for `user` at `due_ms`, or at the end of the
+    /// throttle window (`throttle_ms` after the last one sent) if later. A
+    /// pending job is left as it is (coalescing). Users without a push token
+    /// of one of the `kinds` (providers configured; a NULL kind is `fcm`) get
+    /// none. True if a job is pending afterwards.
+    async fn schedule_push(
+        &self,
+        user: Uuid,
+        due_ms: i64,
+        throttle_ms: i64,
+        kinds: &[&str],
+    ) -> StoreResult<bool>;
+    /// Cancels the user's pending wake-up unless a worker holds a live lease on it.
+    async fn cancel_push(&self, user: Uuid, now_ms: i64) -> StoreResult<()>;
+    /// When the next pending wake-up may be claimed (ms), if there is one.
+    async fn next_push_due(&self) -> StoreResult<Option<i64>>;
+    /// Leases up to `limit` due, unleased jobs to `claim` until `lease_until_ms`.
+    async fn claim_pushes(
+        &self,
+        claim: Uuid,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<PushJob>>;
+    /// Records a claimed job's outcome (a no-op if its lease was lost).
+    async fn finish_push(
+        &self,
+        job: &PushJob,
+        outcome: PushOutcome,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    /// Messages currently queued, all users (for metrics).
+    async fn queued_message_count(&self) -> StoreResult<u64>;
 
     // --- housekeeping -------------------------------------------------------
     /// Deletes messages and refresh tokens whose TTL passed.

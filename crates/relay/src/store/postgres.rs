@@ -26,6 +26,8 @@ use super::*;
 use crate::backoff::Backoff;
 use crate::domain::sessions::{TokenState, classify_refresh_token};
 
+mod push_jobs;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How the relay reaches PostgreSQL.
@@ -614,6 +616,47 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn schedule_push(
+        &self,
+        user: Uuid,
+        due_ms: i64,
+        throttle_ms: i64,
+        kinds: &[&str],
+    ) -> StoreResult<bool> {
+        self.push_schedule(user, due_ms, throttle_ms, kinds).await
+    }
+
+    async fn cancel_push(&self, user: Uuid, now_ms: i64) -> StoreResult<()> {
+        self.push_cancel(user, now_ms).await
+    }
+
+    async fn next_push_due(&self) -> StoreResult<Option<i64>> {
+        self.push_next_due().await
+    }
+
+    async fn claim_pushes(
+        &self,
+        claim: Uuid,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<PushJob>> {
+        self.push_claim(claim, now_ms, lease_until_ms, limit).await
+    }
+
+    async fn finish_push(
+        &self,
+        job: &PushJob,
+        outcome: PushOutcome,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        self.push_finish(job, outcome, now_ms).await
+    }
+
+    async fn queued_message_count(&self) -> StoreResult<u64> {
+        self.count_queued_messages().await
+    }
+
     async fn purge_expired(&self, now: i64) -> StoreResult<Purged> {
         let messages = sqlx::query("DELETE FROM messages WHERE expires_at <= $1")
             .bind(now)
@@ -844,5 +887,43 @@ mod tests {
         assert!(!valid_schema_name("a\"; DROP"));
         assert!(!valid_schema_name(""));
         assert!(!valid_schema_name(&"a".repeat(64)));
+    }
+
+    #[tokio::test]
+    async fn wakeups_coalesce_lease_once_and_prune_refused_tokens() {
+        let Some((store, schema)) =
+            test_store("wakeups_coalesce_lease_once_and_prune_refused_tokens").await
+        else {
+            return;
+        };
+        let id = user(&store, 0).await;
+        let all: &[&str] = &["fcm", "apns", "unifiedpush"];
+        assert!(!store.schedule_push(id, 100, 0, all).await.unwrap());
+        store.set_push_token(id, "tok", None, 0).await.unwrap();
+        assert!(!store.schedule_push(id, 100, 0, &["apns"]).await.unwrap());
+        assert!(store.schedule_push(id, 100, 0, all).await.unwrap());
+        assert!(store.schedule_push(id, 150, 0, all).await.unwrap());
+        assert_eq!(store.next_push_due().await.unwrap(), Some(100));
+        let jobs = store
+            .claim_pushes(Uuid::new_v4(), 100, 1100, 10)
+            .await
+            .unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].target.as_ref().unwrap().token, "tok");
+        assert!(
+            store
+                .claim_pushes(Uuid::new_v4(), 200, 1200, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "a leased job is nobody else's"
+        );
+        store
+            .finish_push(&jobs[0], PushOutcome::InvalidToken, 300)
+            .await
+            .unwrap();
+        assert_eq!(store.next_push_due().await.unwrap(), None);
+        assert!(!store.schedule_push(id, 400, 0, all).await.unwrap());
+        drop_schema(&store, &schema).await;
     }
 }

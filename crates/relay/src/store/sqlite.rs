@@ -20,6 +20,8 @@ use uuid::Uuid;
 use super::*;
 use crate::domain::sessions::{TokenState, classify_refresh_token};
 
+mod push_jobs;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// File name of the database inside the data directory.
@@ -522,6 +524,47 @@ impl Store for SqliteStore {
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    async fn schedule_push(
+        &self,
+        user: Uuid,
+        due_ms: i64,
+        throttle_ms: i64,
+        kinds: &[&str],
+    ) -> StoreResult<bool> {
+        self.push_schedule(user, due_ms, throttle_ms, kinds).await
+    }
+
+    async fn cancel_push(&self, user: Uuid, now_ms: i64) -> StoreResult<()> {
+        self.push_cancel(user, now_ms).await
+    }
+
+    async fn next_push_due(&self) -> StoreResult<Option<i64>> {
+        self.push_next_due().await
+    }
+
+    async fn claim_pushes(
+        &self,
+        claim: Uuid,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<PushJob>> {
+        self.push_claim(claim, now_ms, lease_until_ms, limit).await
+    }
+
+    async fn finish_push(
+        &self,
+        job: &PushJob,
+        outcome: PushOutcome,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        self.push_finish(job, outcome, now_ms).await
+    }
+
+    async fn queued_message_count(&self) -> StoreResult<u64> {
+        self.count_queued_messages().await
     }
 
     async fn purge_expired(&self, now: i64) -> StoreResult<Purged> {
