@@ -39,7 +39,7 @@ async fn rejected_every_time(
     }
 }
 
-#[tokio::test]
+#[backend_test]
 async fn early_rejections_reach_a_client_still_sending_its_body() {
     const LIMIT: usize = 1024 * 1024;
     let limit = LIMIT.to_string();
@@ -86,7 +86,7 @@ async fn expect_server_close<R: AsyncRead + Unpin>(stream: &mut R) {
 
 /// A body that trickles in (slow-loris) is cut off after the body-read
 /// timeout with a JSON 408, and the connection is closed.
-#[tokio::test]
+#[backend_test]
 async fn a_trickling_body_is_answered_408_and_closed() {
     let relay = Relay::start_with(&["--body-read-timeout-secs", "1"]).await;
     let alice = relay.register(12).await;
@@ -126,7 +126,7 @@ async fn a_trickling_body_is_answered_408_and_closed() {
 
 /// A kept-alive connection with no request in progress is closed after the
 /// keep-alive timeout.
-#[tokio::test]
+#[backend_test]
 async fn idle_keep_alive_connections_are_closed() {
     let relay = Relay::start_with(&["--keep-alive-timeout-secs", "1"]).await;
     let mut stream = TcpStream::connect(relay.addr()).await.unwrap();
@@ -146,7 +146,7 @@ async fn idle_keep_alive_connections_are_closed() {
 
 /// The keep-alive timeout is for HTTP connections between requests: an
 /// idle WebSocket session outlives it.
-#[tokio::test]
+#[backend_test]
 async fn websockets_are_not_subject_to_the_keep_alive_timeout() {
     let relay = Relay::start_with(&["--keep-alive-timeout-secs", "1"]).await;
     let alice = relay.register(12).await;
