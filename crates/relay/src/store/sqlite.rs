@@ -440,15 +440,21 @@ impl Store for SqliteStore {
     }
 
     async fn delete_messages(&self, user: Uuid, ids: &[Uuid]) -> StoreResult<u64> {
+        // One statement per chunk, not per id: each statement is a round trip
+        // to the connection's worker thread. Chunks stay far below SQLite's
+        // bound-variable limit (999 in builds before 3.32).
+        const IDS_PER_STATEMENT: usize = 500;
         let mut deleted = 0;
         let mut tx = self.writer.begin().await?;
-        for id in ids {
-            deleted += sqlx::query("DELETE FROM messages WHERE id = ? AND recipient_id = ?")
-                .bind(id.to_string())
-                .bind(user.to_string())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let sql =
+                format!("DELETE FROM messages WHERE recipient_id = ? AND id IN ({placeholders})");
+            let mut query = sqlx::query(&sql).bind(user.to_string());
+            for id in chunk {
+                query = query.bind(id.to_string());
+            }
+            deleted += query.execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(deleted)
@@ -759,8 +765,11 @@ mod tests {
         );
         assert_eq!(store.delete_messages(user, &ids[..2]).await.unwrap(), 2);
         assert_eq!(store.pending_messages(user, 0, 10).await.unwrap().len(), 3);
-        // A new message never reuses a deleted sequence number.
-        store.delete_messages(user, &ids[2..]).await.unwrap();
+        // A new message never reuses a deleted sequence number. (The ids
+        // to delete span two statements' chunks.)
+        let mut padded: Vec<Uuid> = (0..600).map(|_| Uuid::new_v4()).collect();
+        padded.extend_from_slice(&ids[2..]);
+        assert_eq!(store.delete_messages(user, &padded).await.unwrap(), 3);
         let m = message(user);
         store.enqueue_message(m).await.unwrap();
         assert!(
