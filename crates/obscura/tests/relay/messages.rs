@@ -81,15 +81,7 @@ async fn unacknowledged_messages_are_redelivered_in_order() {
     let relay = Relay::start().await;
     let alice = relay.register(12).await;
     let bob = relay.register(12).await;
-    for i in 0..5 {
-        relay
-            .send_ok(
-                &alice.token,
-                &bob.id,
-                &message(2, format!("m{i}").as_bytes()),
-            )
-            .await;
-    }
+    relay.send_numbered(&alice.token, &bob.id, 5).await;
     let mut socket = relay.connect(&bob.token).await;
     let first: Vec<_> = socket.envelopes(5).await;
     let contents: Vec<_> = first
@@ -143,15 +135,7 @@ async fn single_and_bulk_ack_fields_both_count() {
     let relay = Relay::start().await;
     let alice = relay.register(12).await;
     let bob = relay.register(12).await;
-    for i in 0..5 {
-        relay
-            .send_ok(
-                &alice.token,
-                &bob.id,
-                &message(2, format!("m{i}").as_bytes()),
-            )
-            .await;
-    }
+    relay.send_numbered(&alice.token, &bob.id, 5).await;
     let mut socket = relay.connect(&bob.token).await;
     let envs = socket.envelopes(5).await;
     socket

@@ -264,6 +264,14 @@ impl Relay {
         expect_empty(resp, 201).await;
     }
 
+    /// Sends `n` messages `m0`, `m1`, … (type 2) and expects each to be queued.
+    pub async fn send_numbered(&self, token: &str, recipient: &str, n: usize) {
+        for i in 0..n {
+            self.send_ok(token, recipient, &message(2, format!("m{i}").as_bytes()))
+                .await;
+        }
+    }
+
     pub async fn connect(&self, token: &str) -> Gateway {
         match self.try_connect(token).await {
             Ok(gw) => gw,
@@ -682,6 +690,34 @@ pub fn assert_json_content_type(resp: &reqwest::Response) {
     );
 }
 
+/// What every response assertion looks at.
+struct Reply {
+    status: u16,
+    has_rid: bool,
+    ct: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    async fn read(resp: reqwest::Response) -> Self {
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap_or("").to_string())
+        };
+        let status = resp.status().as_u16();
+        let has_rid = header("x-request-id").is_some_and(|v| !v.is_empty());
+        let ct = header("content-type").unwrap_or_default();
+        let body = resp.bytes().await.expect("body").to_vec();
+        Self {
+            status,
+            has_rid,
+            ct,
+            body,
+        }
+    }
+}
+
 /// Asserts an error response: `status`, `x-request-id`, JSON content type and
 /// a `{"error": "<non-empty>"}` body. Returns the error text.
 pub async fn expect_error(resp: reqwest::Response, status: u16) -> String {
@@ -690,17 +726,13 @@ pub async fn expect_error(resp: reqwest::Response, status: u16) -> String {
 
 /// As [`expect_error`], accepting any of `statuses`.
 pub async fn expect_error_in(resp: reqwest::Response, statuses: &[u16]) -> String {
-    let got = resp.status().as_u16();
-    let has_rid = resp
-        .headers()
-        .get("x-request-id")
-        .is_some_and(|v| !v.is_empty());
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap_or("").to_string())
-        .unwrap_or_default();
-    let body = resp.text().await.unwrap_or_default();
+    let Reply {
+        status: got,
+        has_rid,
+        ct,
+        body,
+    } = Reply::read(resp).await;
+    let body = String::from_utf8_lossy(&body).into_owned();
     assert!(
         statuses.contains(&got),
         "expected status {statuses:?}, got {got}: {body}"
@@ -731,17 +763,12 @@ pub fn error_text(body: &str) -> String {
 /// Asserts a success without a body: `status`, empty body, `x-request-id`,
 /// and no JSON content type (clients parse anything labelled JSON).
 pub async fn expect_empty(resp: reqwest::Response, status: u16) {
-    let got = resp.status().as_u16();
-    let has_rid = resp
-        .headers()
-        .get("x-request-id")
-        .is_some_and(|v| !v.is_empty());
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap_or("").to_string())
-        .unwrap_or_default();
-    let body = resp.bytes().await.expect("body");
+    let Reply {
+        status: got,
+        has_rid,
+        ct,
+        body,
+    } = Reply::read(resp).await;
     assert_eq!(
         got,
         status,
@@ -762,17 +789,13 @@ pub async fn expect_empty(resp: reqwest::Response, status: u16) {
 
 /// Asserts `status` and returns the JSON body.
 pub async fn expect_json(resp: reqwest::Response, status: u16) -> Value {
-    let got = resp.status().as_u16();
-    let has_rid = resp
-        .headers()
-        .get("x-request-id")
-        .is_some_and(|v| !v.is_empty());
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap_or("").to_string())
-        .unwrap_or_default();
-    let body = resp.text().await.unwrap_or_default();
+    let Reply {
+        status: got,
+        has_rid,
+        ct,
+        body,
+    } = Reply::read(resp).await;
+    let body = String::from_utf8_lossy(&body).into_owned();
     assert_eq!(got, status, "unexpected status; body: {body}");
     assert!(has_rid, "x-request-id missing on a {got} response");
     assert!(
