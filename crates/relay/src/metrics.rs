@@ -27,6 +27,8 @@ pub const ACK_BATCHES: &str = "obscura_relay_ack_batches_total";
 pub const ACKED_MESSAGES: &str = "obscura_relay_acked_messages_total";
 pub const PUSHES: &str = "obscura_relay_pushes_total";
 pub const RATE_LIMITED: &str = "obscura_relay_rate_limited_total";
+pub const GROUP_COMMITS: &str = "obscura_relay_group_commits_total";
+pub const GROUP_COMMIT_WRITES: &str = "obscura_relay_group_commit_writes_total";
 
 /// Latency buckets (seconds): sub-millisecond reads to multi-second uploads.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -79,6 +81,14 @@ fn describe() {
     );
     describe_counter!(PUSHES, "Wake-up pushes by provider and outcome.");
     describe_counter!(RATE_LIMITED, "Requests refused with 429.");
+    describe_counter!(
+        GROUP_COMMITS,
+        "Message-path transactions (enqueues and ACK deletes grouped per commit)."
+    );
+    describe_counter!(
+        GROUP_COMMIT_WRITES,
+        "Writes applied by group commits (÷ commits = mean batch size)."
+    );
 }
 
 /// Runs the exporter's periodic upkeep (histogram maintenance) until shutdown.
@@ -160,6 +170,11 @@ pub fn ack_batch(ids: usize) {
 
 pub fn push(provider: &'static str, outcome: &'static str) {
     counter!(PUSHES, "provider" => provider, "outcome" => outcome).increment(1);
+}
+
+pub fn group_commit(writes: usize) {
+    counter!(GROUP_COMMITS).increment(1);
+    counter!(GROUP_COMMIT_WRITES).increment(writes as u64);
 }
 
 pub fn rate_limited() {

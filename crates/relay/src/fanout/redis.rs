@@ -368,6 +368,12 @@ impl Fanout for RedisFanout {
 
     fn notify(&self, user: Uuid, signal: Signal) {
         self.inner.local.notify(user, signal);
+        // The user's one live session is here: no other node needs telling
+        // (a newer session elsewhere reads the store when it starts, and
+        // polls). Saves a task and a Redis round trip per message.
+        if self.inner.local.is_connected(user) {
+            return;
+        }
         let event = match signal {
             Signal::Messages => Event::Messages,
             Signal::PreKeysLow { remaining } => Event::PreKeysLow(remaining),

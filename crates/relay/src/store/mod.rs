@@ -6,6 +6,7 @@
 //! one-time pre-key consumption, refresh rotation) is a single method,
 //! implemented as one transaction.
 
+pub mod group_commit;
 pub mod postgres;
 pub mod sqlite;
 
@@ -25,6 +26,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The shared transaction of a group commit failed (the cause is logged).
+    #[error("group commit: {0}")]
+    GroupCommit(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

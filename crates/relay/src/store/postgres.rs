@@ -15,6 +15,7 @@
 //! (`--database-schema`), created at start; migrations are embedded and
 //! applied under sqlx's advisory lock, so nodes may start together.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +23,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{ConnectOptions, Connection, Postgres, Row, Transaction};
 use uuid::Uuid;
 
+use super::group_commit::{BatchWriter, GroupCommit, Outcome, Step, Write, steps};
 use super::*;
 use crate::backoff::Backoff;
 use crate::domain::sessions::{TokenState, classify_refresh_token};
@@ -58,6 +60,8 @@ impl std::fmt::Debug for PgSettings {
 
 pub struct PgStore {
     pool: PgPool,
+    /// Enqueues and ACK deletes, many per transaction (one WAL flush per batch).
+    commits: GroupCommit,
 }
 
 /// A schema name we can put in SQL without quoting surprises.
@@ -102,7 +106,8 @@ impl PgStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        let commits = GroupCommit::spawn(Arc::new(PgBatchWriter { pool: pool.clone() }));
+        Ok(Self { pool, commits })
     }
 
     pub async fn close(&self) {
@@ -188,6 +193,84 @@ async fn insert_keys(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Applies group-commit batches, one transaction each.
+struct PgBatchWriter {
+    pool: PgPool,
+}
+
+/// Rows per multi-row `INSERT` (bounds one statement's size).
+const INSERT_ROWS: usize = 256;
+
+/// Inserts `messages` whose recipient exists; returns the ids stored.
+///
+/// The recipients' `users` rows are locked (in id order, so two batches
+/// cannot deadlock on each other) before any new row draws its `seq`: the
+/// sort by `ord` consumes the whole join first. They stay locked until
+/// commit, so per recipient `seq` order is commit order — a delivery
+/// cursor can never step over a message that commits late.
+async fn insert_messages(
+    tx: &mut Transaction<'_, Postgres>,
+    messages: &[&NewMessage],
+) -> StoreResult<std::collections::HashSet<Uuid>> {
+    let column = |f: fn(&NewMessage) -> Uuid| messages.iter().map(|m| f(m)).collect::<Vec<_>>();
+    let rows = sqlx::query(
+        "WITH v AS (
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::int4[], $6::bytea[], $7::int8[])
+                 WITH ORDINALITY AS v(id, recipient, sender, ts, typ, content, exp, ord)
+         ), recipient AS (
+             SELECT id FROM users WHERE id IN (SELECT recipient FROM v) ORDER BY id FOR NO KEY UPDATE
+         )
+         INSERT INTO messages (id, recipient_id, sender_id, timestamp_ms, msg_type, content, expires_at)
+         SELECT v.id, v.recipient, v.sender, v.ts, v.typ, v.content, v.exp
+         FROM v JOIN recipient ON recipient.id = v.recipient ORDER BY v.ord
+         RETURNING id",
+    )
+    .bind(column(|m| m.id))
+    .bind(column(|m| m.recipient))
+    .bind(column(|m| m.sender))
+    .bind(messages.iter().map(|m| m.timestamp_ms).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.msg_type).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.content.as_slice()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.expires_at).collect::<Vec<_>>())
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|r| r.try_get::<Uuid, _>("id").map_err(StoreError::from))
+        .collect()
+}
+
+#[async_trait]
+impl BatchWriter for PgBatchWriter {
+    async fn write_batch(&self, writes: &[Write]) -> StoreResult<Vec<Outcome>> {
+        let mut outcomes = Vec::with_capacity(writes.len());
+        let mut tx = self.pool.begin().await?;
+        for step in steps(writes, INSERT_ROWS) {
+            match step {
+                Step::Insert(run) => {
+                    let stored = insert_messages(&mut tx, &run).await?;
+                    outcomes.extend(
+                        run.iter()
+                            .map(|m| Outcome::Enqueued(stored.contains(&m.id))),
+                    );
+                }
+                Step::Delete { user, ids } => {
+                    let deleted = sqlx::query(
+                        "DELETE FROM messages WHERE recipient_id = $1 AND id = ANY($2)",
+                    )
+                    .bind(user)
+                    .bind(ids)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    outcomes.push(Outcome::Deleted(deleted));
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
 }
 
 #[async_trait]
@@ -482,26 +565,7 @@ impl Store for PgStore {
     }
 
     async fn enqueue_message(&self, m: NewMessage) -> StoreResult<bool> {
-        // One statement, one round trip: the recipient's row is locked
-        // before the new row draws its `seq` (the INSERT consumes the
-        // locked row), and stays locked until commit, so per recipient
-        // sequence numbers are taken and committed in the same order.
-        let inserted = sqlx::query(
-            "WITH recipient AS (SELECT id FROM users WHERE id = $2 FOR NO KEY UPDATE)
-             INSERT INTO messages (id, recipient_id, sender_id, timestamp_ms, msg_type, content, expires_at)
-             SELECT $1, recipient.id, $3, $4, $5, $6, $7 FROM recipient",
-        )
-        .bind(m.id)
-        .bind(m.recipient)
-        .bind(m.sender)
-        .bind(m.timestamp_ms)
-        .bind(m.msg_type)
-        .bind(&m.content)
-        .bind(m.expires_at)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(inserted == 1)
+        self.commits.enqueue(m).await
     }
 
     async fn pending_messages(
@@ -534,13 +598,7 @@ impl Store for PgStore {
     }
 
     async fn delete_messages(&self, user: Uuid, ids: &[Uuid]) -> StoreResult<u64> {
-        let deleted = sqlx::query("DELETE FROM messages WHERE recipient_id = $1 AND id = ANY($2)")
-            .bind(user)
-            .bind(ids)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(deleted)
+        self.commits.delete(user, ids.to_vec()).await
     }
 
     async fn insert_attachment(&self, a: Attachment, owner: Uuid, now: i64) -> StoreResult<()> {

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
+use super::group_commit::{BatchWriter, GroupCommit, Outcome, Step, Write, steps};
 use super::*;
 use crate::domain::sessions::{TokenState, classify_refresh_token};
 
@@ -30,6 +32,8 @@ pub const DB_FILE: &str = "obscura.db";
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Enqueues and ACK deletes, many per transaction (one fsync per batch).
+    commits: GroupCommit,
 }
 
 impl SqliteStore {
@@ -57,7 +61,14 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(base.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        let commits = GroupCommit::spawn(Arc::new(SqliteBatchWriter {
+            writer: writer.clone(),
+        }));
+        Ok(Self {
+            writer,
+            reader,
+            commits,
+        })
     }
 
     /// Closes both pools (checkpointing the WAL).
@@ -112,6 +123,91 @@ async fn insert_keys(
             .await?;
     }
     Ok(())
+}
+
+/// Applies group-commit batches on the writer connection.
+struct SqliteBatchWriter {
+    writer: SqlitePool,
+}
+
+/// Rows per multi-row `INSERT` (7 bound values each: far below SQLite's
+/// bound-variable limit, 999 in builds before 3.32).
+const INSERT_ROWS: usize = 64;
+/// Ids per `DELETE … IN (…)`.
+const DELETE_IDS: usize = 500;
+
+async fn insert_messages(
+    tx: &mut Transaction<'_, Sqlite>,
+    messages: &[&NewMessage],
+) -> StoreResult<std::collections::HashSet<String>> {
+    let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; messages.len()].join(", ");
+    // The recipient must exist (else 404); RETURNING says which rows made it.
+    let sql = format!(
+        "INSERT INTO messages (id, recipient_id, sender_id, timestamp_ms, msg_type, content, expires_at)
+         SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7
+         FROM (VALUES {rows}) AS v
+         WHERE EXISTS (SELECT 1 FROM users WHERE users.id = v.column2)
+         RETURNING id"
+    );
+    let mut query = sqlx::query(&sql);
+    for m in messages {
+        query = query
+            .bind(m.id.to_string())
+            .bind(m.recipient.to_string())
+            .bind(m.sender.to_string())
+            .bind(m.timestamp_ms)
+            .bind(m.msg_type)
+            .bind(&m.content)
+            .bind(m.expires_at);
+    }
+    let stored = query.fetch_all(&mut **tx).await?;
+    stored
+        .iter()
+        .map(|r| r.try_get::<String, _>("id").map_err(StoreError::from))
+        .collect()
+}
+
+async fn delete_for(
+    tx: &mut Transaction<'_, Sqlite>,
+    user: Uuid,
+    ids: &[Uuid],
+) -> StoreResult<u64> {
+    let mut deleted = 0;
+    for chunk in ids.chunks(DELETE_IDS) {
+        let placeholders = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("DELETE FROM messages WHERE recipient_id = ? AND id IN ({placeholders})");
+        let mut query = sqlx::query(&sql).bind(user.to_string());
+        for id in chunk {
+            query = query.bind(id.to_string());
+        }
+        deleted += query.execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(deleted)
+}
+
+#[async_trait]
+impl BatchWriter for SqliteBatchWriter {
+    async fn write_batch(&self, writes: &[Write]) -> StoreResult<Vec<Outcome>> {
+        let mut outcomes = Vec::with_capacity(writes.len());
+        let mut tx = self.writer.begin().await?;
+        for step in steps(writes, INSERT_ROWS) {
+            match step {
+                Step::Insert(run) => {
+                    let stored = insert_messages(&mut tx, &run).await?;
+                    outcomes.extend(
+                        run.iter()
+                            .map(|m| Outcome::Enqueued(stored.contains(&m.id.to_string()))),
+                    );
+                }
+                Step::Delete { user, ids } => {
+                    let deleted = delete_for(&mut tx, user, ids).await?;
+                    outcomes.push(Outcome::Deleted(deleted));
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
 }
 
 #[async_trait]
@@ -399,21 +495,7 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue_message(&self, m: NewMessage) -> StoreResult<bool> {
-        let inserted = sqlx::query(
-            "INSERT INTO messages (id, recipient_id, sender_id, timestamp_ms, msg_type, content, expires_at)
-             SELECT ?, id, ?, ?, ?, ?, ? FROM users WHERE id = ?",
-        )
-        .bind(m.id.to_string())
-        .bind(m.sender.to_string())
-        .bind(m.timestamp_ms)
-        .bind(m.msg_type)
-        .bind(&m.content)
-        .bind(m.expires_at)
-        .bind(m.recipient.to_string())
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        Ok(inserted == 1)
+        self.commits.enqueue(m).await
     }
 
     async fn pending_messages(
@@ -446,24 +528,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_messages(&self, user: Uuid, ids: &[Uuid]) -> StoreResult<u64> {
-        // One statement per chunk, not per id: each statement is a round trip
-        // to the connection's worker thread. Chunks stay far below SQLite's
-        // bound-variable limit (999 in builds before 3.32).
-        const IDS_PER_STATEMENT: usize = 500;
-        let mut deleted = 0;
-        let mut tx = self.writer.begin().await?;
-        for chunk in ids.chunks(IDS_PER_STATEMENT) {
-            let placeholders = vec!["?"; chunk.len()].join(", ");
-            let sql =
-                format!("DELETE FROM messages WHERE recipient_id = ? AND id IN ({placeholders})");
-            let mut query = sqlx::query(&sql).bind(user.to_string());
-            for id in chunk {
-                query = query.bind(id.to_string());
-            }
-            deleted += query.execute(&mut *tx).await?.rows_affected();
-        }
-        tx.commit().await?;
-        Ok(deleted)
+        self.commits.delete(user, ids.to_vec()).await
     }
 
     async fn insert_attachment(&self, a: Attachment, owner: Uuid, now: i64) -> StoreResult<()> {
