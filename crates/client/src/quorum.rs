@@ -37,6 +37,16 @@ impl Quorum {
             write_quorum,
         }
     }
+
+    /// The smallest write quorum any threshold gives `n` guardians:
+    /// min(N, max(2, ⌈2N/3⌉)) (1 for N = 1). A stored backup reached at
+    /// least this many guardians, whatever K it was split with.
+    pub fn min_write_quorum(n: usize) -> usize {
+        (1..=n.max(1))
+            .map(|k| Self::with_threshold(n, k).write_quorum)
+            .min()
+            .unwrap_or(n)
+    }
 }
 
 #[cfg(test)]
@@ -59,6 +69,13 @@ mod tests {
         assert_eq!(kw(9), (3, 6));
         assert_eq!(kw(10), (3, 7));
         assert_eq!(kw(30), (10, 20));
+    }
+
+    #[test]
+    fn min_write_quorum() {
+        let got: Vec<usize> = (1..=10).map(Quorum::min_write_quorum).collect();
+        assert_eq!(got, vec![1, 2, 2, 3, 4, 4, 5, 6, 6, 7]);
+        assert_eq!(Quorum::min_write_quorum(30), 20);
     }
 
     #[test]

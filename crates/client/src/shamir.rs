@@ -7,11 +7,13 @@
 //! behaviour depends on secret bytes.
 
 use rand_core::{CryptoRng, RngCore};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 /// Arithmetic in GF(2^8) modulo x^8 + x^4 + x^3 + x + 1.
 pub mod gf256 {
     /// Product of `a` and `b`: shift-and-add with masks instead of branches.
+    /// `#[inline]` so the byte loops of `split` and `combine` can vectorise it.
+    #[inline]
     pub fn mul(a: u8, b: u8) -> u8 {
         let mut a = a;
         let mut b = b;
@@ -125,21 +127,35 @@ pub fn split<R: RngCore + CryptoRng>(
     if k == 0 || k > n {
         return Err(ShamirError::BadThreshold(n));
     }
-    let mut shares: Vec<Share> = (1..=n)
-        .map(|x| Share {
-            x: x as u8,
-            y: Zeroizing::new(Vec::with_capacity(secret.len())),
+    let len = secret.len();
+    // Coefficient planes: plane j−1 holds the x^j coefficient of every
+    // byte's polynomial (plane-major, so one `fill_bytes` per plane instead
+    // of one per secret byte: with `OsRng` that is one syscall per plane).
+    let mut planes = Zeroizing::new(vec![0u8; (k - 1) * len]);
+    // `len.max(1)`: chunks must be non-empty; with len = 0 there are no planes.
+    for plane in planes.chunks_exact_mut(len.max(1)) {
+        rng.fill_bytes(plane);
+    }
+    let shares = (1..=n)
+        .map(|x| {
+            let x = x as u8;
+            // Horner over whole planes, highest coefficient first and the
+            // secret last: y = (…(c_{K−1}·x + c_{K−2})·x + …)·x + secret.
+            // With K = 1 (no planes) y is the secret itself.
+            let mut rows = planes
+                .chunks_exact(len.max(1))
+                .rev()
+                .chain(std::iter::once(secret));
+            let mut y = Zeroizing::new(rows.next().unwrap_or_default().to_vec());
+            for row in rows {
+                // Branch-free byte loop over a whole plane: vectorises.
+                for (acc, &c) in y.iter_mut().zip(row) {
+                    *acc = gf256::mul(*acc, x) ^ c;
+                }
+            }
+            Share { x, y }
         })
         .collect();
-    let mut coefficients = Zeroizing::new(vec![0u8; k]);
-    for &byte in secret {
-        coefficients[0] = byte;
-        rng.fill_bytes(&mut coefficients[1..]);
-        for share in &mut shares {
-            share.y.push(evaluate(&coefficients, share.x));
-        }
-    }
-    coefficients.zeroize();
     Ok(shares)
 }
 
@@ -320,6 +336,83 @@ mod tests {
         let shares = split(b"abc", 2, 4, &mut OsRng).unwrap();
         let predicted = interpolate_at(&shares[..2], 4).unwrap();
         assert_eq!(predicted.as_slice(), shares[3].y.as_slice());
+    }
+
+    /// Hands out scripted bytes, so tests can fix the coefficients.
+    struct ScriptedRng(std::vec::IntoIter<u8>);
+
+    impl RngCore for ScriptedRng {
+        fn next_u32(&mut self) -> u32 {
+            rand_core::impls::next_u32_via_fill(self)
+        }
+        fn next_u64(&mut self) -> u64 {
+            rand_core::impls::next_u64_via_fill(self)
+        }
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            for b in dest {
+                *b = self.0.next().expect("script long enough");
+            }
+        }
+        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+            self.fill_bytes(dest);
+            Ok(())
+        }
+    }
+
+    // Test-only: the marker lets `split` accept the scripted bytes.
+    impl CryptoRng for ScriptedRng {}
+
+    fn scripted(bytes: Vec<u8>) -> ScriptedRng {
+        ScriptedRng(bytes.into_iter())
+    }
+
+    #[test]
+    fn split_reproduces_the_spec_vectors() {
+        // p(x) = 42 + 5x + 7x²: the spec's evaluate vector, through split.
+        let shares = split(&[42], 3, 5, &mut scripted(vec![5, 7])).unwrap();
+        let ys: Vec<u8> = shares.iter().map(|s| s.y[0]).collect();
+        assert_eq!(ys, vec![40, 60, 62, 78, 76]);
+
+        // The spec's two-byte combine vector: find the second byte's
+        // polynomial 0 + a·x + b·x² through (1,102), (3,50), (5,152), then
+        // split [42, 0] with the planes drawn plane by plane: [5, a], [7, b].
+        let (a, b) = (0..=255u8)
+            .flat_map(|a| (0..=255u8).map(move |b| (a, b)))
+            .find(|&(a, b)| {
+                [(1, 102), (3, 50), (5, 152)]
+                    .iter()
+                    .all(|&(x, y)| evaluate(&[0, a, b], x) == y)
+            })
+            .expect("the vector lies on a degree-2 polynomial");
+        let shares = split(&[42, 0], 3, 5, &mut scripted(vec![5, a, 7, b])).unwrap();
+        assert_eq!(shares[0], share(1, &[40, 102]));
+        assert_eq!(shares[2], share(3, &[62, 50]));
+        assert_eq!(shares[4], share(5, &[76, 152]));
+    }
+
+    #[test]
+    fn split_matches_per_byte_evaluation() {
+        // Plane-major draw: bytes 0..len are the x¹ coefficients, then x², …
+        let secret: Vec<u8> = (0..300u32).map(|i| (i * 37 % 256) as u8).collect();
+        for k in 1..=4 {
+            let script: Vec<u8> = (0..(k - 1) * secret.len())
+                .map(|i| (i * 101 % 251) as u8)
+                .collect();
+            let shares = split(&secret, k, 6, &mut scripted(script.clone())).unwrap();
+            for s in &shares {
+                for (b, &byte) in secret.iter().enumerate() {
+                    let mut poly = vec![byte];
+                    poly.extend((0..k - 1).map(|j| script[j * secret.len() + b]));
+                    assert_eq!(s.y[b], evaluate(&poly, s.x), "k={k} x={} byte {b}", s.x);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_secret_gives_empty_shares() {
+        let shares = split(&[], 2, 3, &mut OsRng).unwrap();
+        assert!(shares.iter().all(|s| s.y.is_empty()));
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! Backup: seal the payload in a [`crate::envelope`] carrying a fresh
 //! version, split it into N shares (share i → guardian i), push them
 //! in parallel with a per-guardian timeout; stored when W acknowledged.
-//! Restore: pull from every guardian in parallel, then let
+//! Restore: pull from every guardian in parallel; as answers arrive, let
 //! [`recover::recover`] find the newest version that K agreeing shares
-//! verify.
+//! verify, and stop as soon as the guardians still out can no longer change
+//! that result ([`recover::can_stop`]).
 
 pub mod guardian;
 pub mod recover;
@@ -83,6 +84,9 @@ pub enum Outcome {
     Stale,
     /// Restore: its share fits no verifiable backup (corrupt, or a lone newer write).
     Unverified,
+    /// Restore: finished before this guardian answered (the secret already
+    /// verified and its answer could not have changed the result).
+    NotWaited,
     Failed(GuardianError),
 }
 
@@ -103,6 +107,7 @@ impl std::fmt::Display for Outcome {
                 f,
                 "share does not verify against the others: corrupt or stale, ignored"
             ),
+            Outcome::NotWaited => write!(f, "not waited for: the secret already verified"),
             Outcome::Failed(e) => write!(f, "failed: {e}"),
         }
     }
@@ -288,7 +293,10 @@ impl VaultClient {
 
     /// Pulls from every guardian in parallel and recovers the newest
     /// version that `threshold` (default: the quorum rule's K) agreeing
-    /// shares verify. `on_done` sees each guardian's raw outcome as it arrives.
+    /// shares verify. Returns as soon as that is settled (see
+    /// [`recover::can_stop`]) without waiting for slow or dead guardians;
+    /// those are reported as [`Outcome::NotWaited`]. `on_done` sees each
+    /// guardian's raw outcome as it arrives.
     pub async fn restore(
         &self,
         name: Option<&str>,
@@ -318,31 +326,68 @@ impl VaultClient {
                 )
             })
             .collect();
-        let mut outcomes: Vec<Outcome> = vec![Outcome::NotFound; self.guardians.len()];
-        let mut candidates = Vec::new();
+        let n = self.guardians.len();
+        let k = quorum.threshold;
+        let name = name.unwrap_or("");
+        let mut answered: Vec<Option<Outcome>> = vec![None; n];
+        let mut not_found = 0;
+        // Kept sorted by guardian, so `recover` reports guardians in order.
+        let mut candidates: Vec<Candidate> = Vec::new();
+        let mut early = None;
         while let Some((i, result)) = pending.next().await {
-            outcomes[i] = match result {
+            let outcome = match result {
                 Ok(Some(Pulled { share, version })) => match Share::from_bytes(&share) {
                     Ok(share) => {
                         let x = share.x;
-                        candidates.push(Candidate {
-                            guardian: i,
-                            share,
-                            reported_version: version,
-                        });
+                        let at = candidates.partition_point(|c| c.guardian < i);
+                        candidates.insert(
+                            at,
+                            Candidate {
+                                guardian: i,
+                                share,
+                                reported_version: version,
+                            },
+                        );
                         Outcome::Share { x, version }
                     }
                     Err(e) => Outcome::Malformed(e.to_string()),
                 },
-                Ok(None) => Outcome::NotFound,
+                Ok(None) => {
+                    not_found += 1;
+                    Outcome::NotFound
+                }
                 Err(e) => Outcome::Failed(e),
             };
+            let new_share = matches!(outcome, Outcome::Share { .. });
             on_done(&GuardianOutcome {
                 url: self.guardians[i].url().to_string(),
-                outcome: outcomes[i].clone(),
+                outcome: outcome.clone(),
             });
+            answered[i] = Some(outcome);
+            // Try as soon as K shares are in, again with every new share (a
+            // bad one among the first K only means waiting for more), and
+            // stop once the late answers can no longer change the result.
+            if new_share
+                && candidates.len() >= k
+                && !pending.is_empty()
+                && let Ok(found) = recover::recover(&candidates, k, name)
+                && recover::can_stop(&found, n, k, pending.len(), not_found)
+            {
+                early = Some(found);
+                break;
+            }
         }
-        candidates.sort_by_key(|c| c.guardian);
+        // Dropping the rest cancels their requests: slow or dead guardians
+        // beyond those needed do not delay the result.
+        drop(pending);
+        let result = match early {
+            Some(found) => Ok(found),
+            None => recover::recover(&candidates, k, name),
+        };
+        let mut outcomes: Vec<Outcome> = answered
+            .into_iter()
+            .map(|o| o.unwrap_or(Outcome::NotWaited))
+            .collect();
 
         let labelled = |outcomes: Vec<Outcome>| -> Vec<GuardianOutcome> {
             outcomes
@@ -354,7 +399,7 @@ impl VaultClient {
                 })
                 .collect()
         };
-        match recover::recover(&candidates, quorum.threshold, name.unwrap_or("")) {
+        match result {
             Ok(recovered) => {
                 for &i in &recovered.agreeing {
                     outcomes[i] = Outcome::Agreed {

@@ -11,6 +11,7 @@
 use zeroize::Zeroizing;
 
 use crate::envelope;
+use crate::quorum::Quorum;
 use crate::shamir::{self, Share};
 
 /// Upper bounds on the search, so a hostile set of guardians cannot make a
@@ -117,6 +118,35 @@ pub fn recover(candidates: &[Candidate], k: usize, name: &str) -> Result<Recover
         stale,
         unverified,
     })
+}
+
+/// Whether a restore may stop waiting for the `pending` guardians that have
+/// not answered yet, given `recovered` from the answers so far (`n`
+/// guardians, threshold `k`, `not_found` of them said they hold nothing).
+///
+/// Waiting can only matter if the late answers could make a *newer* version
+/// verify. That is ruled out when either
+/// - fewer than `k` shares could still belong to another version: the
+///   unverified ones plus the pending ones (then the result equals what
+///   waiting for everyone would give), or
+/// - too few guardians remain that could hold a newer *stored* backup: a
+///   backup is stored only once at least [`Quorum::min_write_quorum`]
+///   guardians acknowledged it, and a guardian whose share is on this
+///   version's polynomial, on an older one, or that has no share, does not
+///   hold a newer one. A newer write that was never acknowledged (it reached
+///   fewer than W guardians) may then be passed over for the last stored one.
+pub fn can_stop(
+    recovered: &Recovered,
+    n: usize,
+    k: usize,
+    pending: usize,
+    not_found: usize,
+) -> bool {
+    if pending == 0 || recovered.unverified.len() + pending < k {
+        return true;
+    }
+    let not_newer = recovered.agreeing.len() + recovered.stale.len() + not_found;
+    n.saturating_sub(not_newer) < Quorum::min_write_quorum(n)
 }
 
 /// Combines `members`; on a verified envelope, returns it with every pool
@@ -347,6 +377,44 @@ mod tests {
         let shares = shamir::split(&sealed, 2, 3, &mut OsRng).unwrap();
         assert!(recover(&candidates(&shares, None), 2, "beta").is_err());
         assert!(recover(&candidates(&shares, None), 2, "alpha").is_ok());
+    }
+
+    fn recovered(agreeing: &[usize], stale: &[usize], unverified: &[usize]) -> Recovered {
+        Recovered {
+            version: 1,
+            payload: Zeroizing::new(Vec::new()),
+            agreeing: agreeing.to_vec(),
+            stale: stale.to_vec(),
+            unverified: unverified.to_vec(),
+        }
+    }
+
+    #[test]
+    fn stops_at_k_when_no_newer_stored_backup_can_exist() {
+        // N = 3, K = 2: two agreeing shares leave one guardian, too few
+        // for K shares of anything else.
+        assert!(can_stop(&recovered(&[0, 1], &[], &[]), 3, 2, 1, 0));
+        // N = 5, K = 2 (W ≥ 4): two agreeing leave three: fewer than 4.
+        assert!(can_stop(&recovered(&[0, 1], &[], &[]), 5, 2, 3, 0));
+        // N = 6, K = 2 (W ≥ 4): four others could hold a newer stored
+        // backup and two of them are still out (two failed): wait…
+        assert!(!can_stop(&recovered(&[0, 1], &[], &[]), 6, 2, 2, 0));
+        // …unless one of the answers was "no share".
+        assert!(can_stop(&recovered(&[0, 1], &[], &[]), 6, 2, 2, 1));
+        // A stale share counts as "not newer" too.
+        assert!(can_stop(&recovered(&[0, 1], &[2], &[]), 6, 2, 3, 0));
+    }
+
+    #[test]
+    fn waits_while_pending_answers_could_make_a_newer_version() {
+        // N = 9, K = 3 (W ≥ 6): three agreeing leave six that could hold a
+        // newer stored backup.
+        assert!(!can_stop(&recovered(&[0, 1, 2], &[], &[]), 9, 3, 6, 0));
+        // Fewer than K shares could still come together: stop.
+        assert!(can_stop(&recovered(&[0, 1, 2], &[], &[]), 9, 3, 2, 0));
+        assert!(!can_stop(&recovered(&[0, 1, 2], &[], &[3]), 9, 3, 2, 0));
+        // Nothing pending: the answer is final.
+        assert!(can_stop(&recovered(&[0, 1], &[], &[2, 3]), 4, 2, 0, 0));
     }
 
     #[test]

@@ -56,8 +56,22 @@ async fn backup_to_five_then_restore_with_two_guardians_killed() {
     let log = stderr(&out);
     assert!(out.status.success(), "{log}");
     assert_eq!(std::fs::read(&target).unwrap(), secret);
-    assert_eq!(log.matches("share verified").count(), 3, "{log}");
-    assert_eq!(log.matches("unreachable").count(), 2, "{log}");
+    // Restore stops once K = 2 shares verify (no newer stored backup can
+    // hide in the other three), so the third live guardian and the dead
+    // ones may or may not have answered by then.
+    assert!(log.matches("share verified").count() >= 2, "{log}");
+    for (i, g) in gs.iter().enumerate() {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&g.url()))
+            .expect("a line per guardian");
+        let expected: &[&str] = if i == 1 || i == 3 {
+            &["unreachable", "not waited for"]
+        } else {
+            &["share verified", "not waited for"]
+        };
+        assert!(expected.iter().any(|e| line.contains(e)), "{log}");
+    }
 
     // Stdout output works too, and a second backup gets a newer version.
     let out = client
@@ -189,7 +203,9 @@ async fn a_guardian_with_a_stale_version_is_ignored() {
         .find(|l| l.contains(&gs[4].url()))
         .expect("a line for guardian 4");
     assert!(
-        stale_line.contains("older backup") || stale_line.contains("ignored"),
+        stale_line.contains("older backup")
+            || stale_line.contains("ignored")
+            || stale_line.contains("not waited for"),
         "{log}"
     );
 
@@ -333,7 +349,12 @@ async fn a_guardian_serving_a_wrong_share_is_outvoted() {
         .lines()
         .find(|l| l.contains(&gs[0].url()))
         .expect("a line for guardian 0");
-    assert!(line.contains("does not verify"), "{log}");
+    // Flagged, or not needed: restore may finish on the two good shares
+    // before the faulty one arrives.
+    assert!(
+        line.contains("does not verify") || line.contains("not waited for"),
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -374,6 +395,103 @@ async fn a_guardian_that_never_answers_times_out_without_blocking_the_others() {
         .await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, b"patience");
+}
+
+/// A black hole: accepts connections and never answers. Returns its URL.
+async fn black_hole() -> String {
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", hole.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = hole.accept().await {
+            held.push(socket);
+        }
+    });
+    url
+}
+
+/// Line of `log` about the guardian at `url`.
+fn line_for<'a>(log: &'a str, url: &str) -> &'a str {
+    // "URL: " so that port 4123 does not match port 41234.
+    let prefix = format!("{url}: ");
+    log.lines()
+        .find(|l| l.contains(&prefix))
+        .unwrap_or_else(|| panic!("a line for {url}: {log}"))
+}
+
+// The restores below use `--timeout 600`, far beyond `run_cli`'s 120 s
+// limit: had restore waited for the silent guardian, the CLI would not
+// finish in time and `run_cli` would panic. No timing is measured.
+
+#[tokio::test]
+async fn restore_finishes_at_k_agreeing_shares_without_waiting_for_a_silent_guardian() {
+    let gs = guardians(3).await;
+    let client = Client::new("http://127.0.0.1:9");
+    client
+        .ok(
+            &["backup", "--guardians", &guardian_list(&gs), "-"],
+            b"no need to wait",
+        )
+        .await;
+
+    // Guardian 3 (x = 3) is replaced by a black hole; K = 2 of N = 3.
+    let hole = black_hole().await;
+    let list = format!("{},{},{hole}", gs[0].url(), gs[1].url());
+    let out = client
+        .run(&["restore", "--guardians", &list, "--timeout", "600"], b"")
+        .await;
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(out.stdout, b"no need to wait");
+    assert_eq!(log.matches("share verified").count(), 2, "{log}");
+    assert!(line_for(&log, &hole).contains("not waited for"), "{log}");
+}
+
+#[tokio::test]
+async fn restore_outvotes_a_wrong_share_and_still_skips_a_silent_guardian() {
+    use obscura_client::vault::{self, Guardian};
+    let gs = guardians(4).await;
+    let client = Client::new("http://127.0.0.1:9");
+    client
+        .ok(
+            &["backup", "--guardians", &guardian_list(&gs), "-"],
+            b"outvoted and quick",
+        )
+        .await;
+
+    // Guardian 0 turns faulty (a wrong share of the right shape, newer
+    // version); guardian 3 is replaced by a black hole. K = 2 of N = 4.
+    // If the wrong share is among the first two answers, restore must keep
+    // waiting for guardian 2 instead of failing.
+    let vault_key = std::fs::read(client.profile.path().join("vault.key")).unwrap();
+    let faulty = Guardian::new(
+        reqwest::Client::new(),
+        &gs[0].url(),
+        &vault::identity_from_secret(&vault_key),
+    );
+    let mut wrong = faulty.pull().await.unwrap().expect("a share").share;
+    for b in &mut wrong[1..] {
+        *b = b.wrapping_mul(7).wrapping_add(1);
+    }
+    faulty
+        .push(&wrong, vault::next_version(u64::MAX / 2))
+        .await
+        .unwrap();
+
+    let hole = black_hole().await;
+    let list = format!("{},{},{},{hole}", gs[0].url(), gs[1].url(), gs[2].url());
+    let out = client
+        .run(&["restore", "--guardians", &list, "--timeout", "600"], b"")
+        .await;
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(out.stdout, b"outvoted and quick");
+    assert_eq!(log.matches("share verified").count(), 2, "{log}");
+    assert!(
+        !line_for(&log, &gs[0].url()).contains("share verified"),
+        "{log}"
+    );
+    assert!(line_for(&log, &hole).contains("not waited for"), "{log}");
 }
 
 #[tokio::test]
