@@ -17,8 +17,8 @@ fn split_combine(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("split", size), &secret, |b, s| {
             b.iter(|| shamir::split(black_box(s), 3, 5, &mut rng).expect("valid parameters"))
         });
-        // The SDK passes `OsRng` (one getrandom(2) per secret byte); the same
-        // split with a ChaCha CSPRNG seeded once from the OS shows that cost.
+        // The SDK passes `OsRng` (one getrandom(2) per coefficient plane); the
+        // same split with a ChaCha CSPRNG seeded once shows what those cost.
         let mut seeded = StdRng::from_rng(rand_core::OsRng).expect("OS randomness");
         g.bench_with_input(
             BenchmarkId::new("split_seeded_csprng", size),
