@@ -76,6 +76,114 @@ async fn sigkill_restart_keeps_queued_messages_and_tokens() {
     assert_eq!(resp.bytes().await.unwrap().as_ref(), &[7u8; 5000][..]);
 }
 
+/// Group commit under a crash: 16 senders keep requests in flight to 4
+/// recipients (so many messages share each transaction) until the relay is
+/// SIGKILLed. After restart every message answered 201 is delivered exactly
+/// once to its recipient; the only other messages that may appear are those
+/// whose request died with the process unanswered.
+#[backend_test]
+async fn sigkill_during_concurrent_sends_loses_and_duplicates_nothing() {
+    use std::collections::{HashMap, HashSet};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use obscura_proto::web_socket_frame::Payload;
+    use prost::Message as _;
+
+    let mut relay = Relay::start().await;
+    let mut users = Vec::new();
+    for _ in 0..4 {
+        users.push(relay.register(0).await);
+    }
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for sender in 0..16 {
+        let http = relay.http.clone();
+        let token = users[sender % 4].token.clone();
+        let targets: Vec<String> = users.iter().map(|u| u.id.clone()).collect();
+        let base = relay.url("/v1/messages/");
+        let accepted = accepted.clone();
+        tasks.push(tokio::spawn(async move {
+            // (recipient, content) answered 201, and the one left unanswered.
+            let mut acked = Vec::new();
+            for i in 0.. {
+                let to = targets[(sender + i) % targets.len()].clone();
+                let content = format!("s{sender}-{i}");
+                let sent = http
+                    .post(format!("{base}{to}"))
+                    .bearer_auth(&token)
+                    .header("content-type", "application/x-protobuf")
+                    .body(message(2, content.as_bytes()).encode_to_vec())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(resp) if resp.status().as_u16() == 201 => {
+                        acked.push((to, content));
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(resp) => panic!("unexpected status {}", resp.status()),
+                    Err(_) => return (acked, Some(content)),
+                }
+            }
+            unreachable!()
+        }));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while accepted.load(Ordering::Relaxed) < 300 {
+        assert!(tokio::time::Instant::now() < deadline, "sends stalled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    relay.server.kill().await;
+
+    let mut expected: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut unanswered = HashSet::new();
+    for task in tasks {
+        let (acked, lost) = task.await.unwrap();
+        for (to, content) in acked {
+            expected.entry(to).or_default().insert(content);
+        }
+        unanswered.extend(lost);
+    }
+    relay
+        .server
+        .restart()
+        .await
+        .expect("restart on the same data dir");
+
+    let mut delivered_total = 0;
+    for user in &users {
+        let mut socket = relay.connect(&user.token).await;
+        let mut seen = HashSet::new();
+        loop {
+            let frames = socket.sync_skipping().await;
+            if frames.is_empty() {
+                break;
+            }
+            for frame in frames {
+                let Some(Payload::Envelope(env)) = frame.payload else {
+                    continue;
+                };
+                let content = String::from_utf8(env.message.unwrap().content).unwrap();
+                assert!(seen.insert(content.clone()), "{content} delivered twice");
+                let wanted = expected.get(&user.id).is_some_and(|e| e.contains(&content));
+                assert!(
+                    wanted || unanswered.contains(&content),
+                    "{content} was never sent to this user"
+                );
+            }
+        }
+        let missing: Vec<_> = expected
+            .get(&user.id)
+            .into_iter()
+            .flatten()
+            .filter(|c| !seen.contains(*c))
+            .collect();
+        assert!(missing.is_empty(), "accepted but lost: {missing:?}");
+        delivered_total += seen.len();
+    }
+    assert!(delivered_total >= 300);
+}
+
 /// SIGTERM: sockets closed with 1001, acknowledged messages stay deleted.
 #[backend_test]
 async fn graceful_shutdown_closes_sockets_with_1001_and_flushes_acks() {
