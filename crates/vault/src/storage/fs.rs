@@ -13,8 +13,9 @@
 //! Only `share.bin` is trusted on read: it is replaced by one atomic rename
 //! and verified against its HMAC every time, and it is the only file a write
 //! flushes (its fsync, then the directory's). The mirrors are derived from
-//! it: written after it without fsync, so a crash can leave them stale,
-//! empty or missing — [`FsStore::open`] rebuilds them from the records.
+//! it: overwritten in place after it, without fsync or temp file, so a
+//! crash can leave them stale, torn, empty or missing — [`FsStore::open`]
+//! rebuilds them from the records.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -26,7 +27,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::atomic::{
-    create_dir_durable, remove_stale_temps, replace_durable, replace_lazy, sync_dir,
+    create_dir_durable, overwrite_lazy, remove_stale_temps, replace_durable, sync_dir,
 };
 use super::record::{self, HEADER_LEN, IntegrityKey, Owner, RecordMeta};
 use super::{SecretSummary, ShareStore, StoreError, Stored};
@@ -145,7 +146,7 @@ impl FsStore {
                 if std::fs::read(dir.join(name)).ok().as_deref() == Some(bytes.as_slice()) {
                     continue;
                 }
-                match replace_lazy(&dir, name, &bytes) {
+                match overwrite_lazy(&dir, name, &bytes) {
                     Ok(()) => rebuilt += 1,
                     Err(e) => tracing::warn!(error = %e, "mirror file not rebuilt"),
                 }
@@ -217,7 +218,7 @@ impl FsStore {
             Owner::Secret(..) => Layout::Secret,
         };
         for (name, bytes) in mirror_files(layout, &meta, record::checksum_of(&encoded)) {
-            if let Err(e) = replace_lazy(dir, name, &bytes) {
+            if let Err(e) = overwrite_lazy(dir, name, &bytes) {
                 tracing::warn!(error = %e, "mirror file not updated (rebuilt at next start)");
             }
         }
