@@ -164,6 +164,11 @@ pub struct ServeArgs {
     /// Maximum number of named secrets per identity (V2).
     #[arg(long, env = "OBSCURA_GUARDIAN_MAX_SECRETS", default_value_t = 1000)]
     pub max_secrets: usize,
+
+    /// MiB of memory for the cache of verified shares and secrets that
+    /// answers repeated reads without touching the disk (0 = no cache).
+    #[arg(long, env = "OBSCURA_GUARDIAN_RECORD_CACHE_MIB", default_value_t = 64)]
+    pub record_cache_mib: u64,
 }
 
 /// Format of the log lines written to stderr.

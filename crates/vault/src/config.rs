@@ -57,6 +57,8 @@ pub struct Settings {
     pub challenge_ttl: Duration,
     pub session_ttl: Duration,
     pub max_secrets: usize,
+    /// Bound of the in-memory cache of verified records, in bytes.
+    pub record_cache_bytes: usize,
 }
 
 impl Settings {
@@ -108,6 +110,10 @@ impl Settings {
             challenge_ttl: Duration::from_secs(args.challenge_ttl_secs.max(1)),
             session_ttl: Duration::from_secs(args.session_ttl_secs.max(1)),
             max_secrets: args.max_secrets,
+            record_cache_bytes: usize::try_from(args.record_cache_mib)
+                .ok()
+                .and_then(|mib| mib.checked_mul(1024 * 1024))
+                .context("--record-cache-mib is too large")?,
         })
     }
 }

@@ -3,12 +3,14 @@
 //!
 //! Module map: [`cli`] (options) → [`config`] (validated settings) →
 //! [`http`] (API, thin handlers) → [`vault`] (per-identity serialization,
-//! blocking pool) → [`storage`] (durable, checksummed records); [`auth`]
+//! blocking pool, [`cache`] of verified records) → [`storage`] (durable,
+//! checksummed records); [`auth`]
 //! (challenges and sessions); [`peer`] (binary protocol) and [`cluster`]
 //! (heartbeats, liveness); [`telemetry`] (metrics and logs) served by
 //! [`mgmt`] (`/metrics`, `/livez`, `/readyz`).
 
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -48,7 +50,11 @@ pub async fn run(args: GuardianArgs) -> anyhow::Result<()> {
     let store = tokio::task::spawn_blocking(move || storage::FsStore::open(&data_dir))
         .await?
         .with_context(|| format!("opening data directory {}", settings.data_dir.display()))?;
-    let vault = vault::Vault::new(Arc::new(store), settings.max_secrets);
+    let vault = vault::Vault::new(
+        Arc::new(store),
+        settings.max_secrets,
+        settings.record_cache_bytes,
+    );
 
     let http_listener = TcpListener::bind(settings.listen)
         .await

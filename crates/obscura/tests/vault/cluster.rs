@@ -109,7 +109,7 @@ async fn three_guardians_see_each_other_and_notice_a_death() {
     }
 }
 
-async fn verify_cli(peer: SocketAddr, id: &str) -> Value {
+pub async fn verify_cli(peer: SocketAddr, id: &str) -> Value {
     let out = tokio::process::Command::new(BIN)
         .args([
             "guardian",

@@ -3,6 +3,7 @@
 
 mod api_v1;
 mod auth;
+mod cache;
 mod cluster;
 mod common;
 mod docs;

@@ -11,8 +11,11 @@
 //! ```
 //!
 //! Only `share.bin` is trusted on read: it is replaced by one atomic rename
-//! and verified against its HMAC every time. The mirrors are renamed after it
-//! in the same directory sync.
+//! and verified against its HMAC every time, and it is the only file a write
+//! flushes (its fsync, then the directory's). The mirrors are derived from
+//! it: overwritten in place after it, without fsync or temp file, so a
+//! crash can leave them stale, torn, empty or missing — [`FsStore::open`]
+//! rebuilds them from the records.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -23,7 +26,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::atomic::{create_dir_durable, remove_stale_temps, replace_files, sync_dir};
+use super::atomic::{
+    create_dir_durable, overwrite_lazy, remove_stale_temps, replace_durable, sync_dir,
+};
 use super::record::{self, HEADER_LEN, IntegrityKey, Owner, RecordMeta};
 use super::{SecretSummary, ShareStore, StoreError, Stored};
 use crate::config::MAX_SHARE_SIZE;
@@ -61,6 +66,7 @@ impl FsStore {
         };
         store.shares.store(store.count_shares()?, Ordering::Relaxed);
         store.sweep_trash()?;
+        store.rebuild_mirrors()?;
         Ok(store)
     }
 
@@ -102,6 +108,56 @@ impl FsStore {
         Ok(())
     }
 
+    /// Brings every record's mirror files in line with the record (a crash
+    /// after a write's commit point can leave them stale or empty) and drops
+    /// the temp files a crash left. Runs before anything is served: no
+    /// writer is about. Reads only each record's header (not verified: the
+    /// mirrors are never trusted, and a corrupt record is refused on read).
+    fn rebuild_mirrors(&self) -> Result<(), StoreError> {
+        let mut dirs = Vec::new();
+        for (top, layout) in [("shares", Layout::Share), ("vaults", Layout::Secret)] {
+            let top = self.root.join(top);
+            for entry in visible_subdirs(&top)? {
+                match layout {
+                    Layout::Share => dirs.push((entry, layout)),
+                    Layout::Secret => {
+                        for secret in visible_subdirs(&entry).unwrap_or_default() {
+                            dirs.push((secret, layout));
+                        }
+                    }
+                }
+            }
+        }
+        let mut rebuilt = 0usize;
+        for (dir, layout) in dirs {
+            remove_stale_temps(&dir);
+            let path = dir.join(RECORD_FILE);
+            let mut header = [0u8; HEADER_LEN];
+            if File::open(&path)
+                .and_then(|mut f| f.read_exact(&mut header))
+                .is_err()
+            {
+                continue;
+            }
+            let Some(meta) = record::peek_meta(&header) else {
+                continue;
+            };
+            for (name, bytes) in mirror_files(layout, &meta, record::checksum_of(&header)) {
+                if std::fs::read(dir.join(name)).ok().as_deref() == Some(bytes.as_slice()) {
+                    continue;
+                }
+                match overwrite_lazy(&dir, name, &bytes) {
+                    Ok(()) => rebuilt += 1,
+                    Err(e) => tracing::warn!(error = %e, "mirror file not rebuilt"),
+                }
+            }
+        }
+        if rebuilt > 0 {
+            tracing::info!(files = rebuilt, "mirror files rebuilt from their records");
+        }
+        Ok(())
+    }
+
     /// Reads and verifies the record in `dir`; `None` when there is none.
     fn read_record(&self, dir: &Path, owner: Owner<'_>) -> Result<Option<Stored>, StoreError> {
         let path = dir.join(RECORD_FILE);
@@ -124,15 +180,15 @@ impl FsStore {
         }
     }
 
-    /// Anti-rollback check, then the durable write of the record and its
-    /// mirrors. Returns the new metadata and whether the record is new.
+    /// Anti-rollback check (against the record on disk), then the durable
+    /// write of the record, then its mirrors. Returns the new metadata and
+    /// whether the record is new.
     fn write_record(
         &self,
         dir: &Path,
         owner: Owner<'_>,
         data: &[u8],
         version: u64,
-        mirror: impl FnOnce(&RecordMeta) -> (&'static str, Vec<u8>),
     ) -> Result<(RecordMeta, bool), StoreError> {
         let current = self.read_record(dir, owner)?;
         if let Some(cur) = &current
@@ -151,17 +207,21 @@ impl FsStore {
             size: data.len() as u64,
         };
         let encoded = record::encode(&self.key, owner, &meta, data);
-        let (mirror_name, mirror_bytes) = mirror(&meta);
         create_dir_durable(dir)?;
         remove_stale_temps(dir);
-        replace_files(
-            dir,
-            &[
-                (RECORD_FILE, &encoded),
-                (CHECKSUM_FILE, record::checksum_of(&encoded)),
-                (mirror_name, &mirror_bytes),
-            ],
-        )?;
+        // The commit point: once this returns the write is durable.
+        replace_durable(dir, RECORD_FILE, &encoded)?;
+        // The record is stored whatever happens to its mirrors: a failure
+        // here is logged, and the next start rebuilds them.
+        let layout = match owner {
+            Owner::Share(_) => Layout::Share,
+            Owner::Secret(..) => Layout::Secret,
+        };
+        for (name, bytes) in mirror_files(layout, &meta, record::checksum_of(&encoded)) {
+            if let Err(e) = overwrite_lazy(dir, name, &bytes) {
+                tracing::warn!(error = %e, "mirror file not updated (rebuilt at next start)");
+            }
+        }
         Ok((meta, current.is_none()))
     }
 
@@ -221,7 +281,6 @@ impl ShareStore for FsStore {
             Owner::Share(identity),
             share,
             version,
-            |m| (VERSION_FILE, m.version.to_string().into_bytes()),
         )?;
         if created {
             self.shares.fetch_add(1, Ordering::Relaxed);
@@ -254,9 +313,7 @@ impl ShareStore for FsStore {
             }
             *count += 1;
         }
-        let written = self.write_record(&dir, Owner::Secret(identity, name), share, version, |m| {
-            (META_FILE, serde_json::to_vec(m).unwrap_or_default())
-        });
+        let written = self.write_record(&dir, Owner::Secret(identity, name), share, version);
         if is_new
             && written.is_err()
             && let Some(count) = self.counts().get_mut(identity)
@@ -345,6 +402,38 @@ impl ShareStore for FsStore {
             _ => Ok(()),
         }
     }
+}
+
+/// Which mirrors a record directory carries.
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    Share,
+    Secret,
+}
+
+/// The mirror files of a record, derived from its metadata and checksum.
+fn mirror_files(
+    layout: Layout,
+    meta: &RecordMeta,
+    checksum: &[u8],
+) -> [(&'static str, Vec<u8>); 2] {
+    let second = match layout {
+        Layout::Share => (VERSION_FILE, meta.version.to_string().into_bytes()),
+        Layout::Secret => (META_FILE, serde_json::to_vec(meta).unwrap_or_default()),
+    };
+    [(CHECKSUM_FILE, checksum.to_vec()), second]
+}
+
+/// Subdirectories of `dir` whose names do not start with `.` (temp and
+/// trash entries do).
+fn visible_subdirs(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
+    Ok(entries
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect())
 }
 
 fn now_ns() -> u64 {
@@ -495,5 +584,80 @@ mod tests {
         let first = SecretName::parse(&store.list_secrets(&a).unwrap()[0].name).unwrap();
         assert!(store.delete_secret(&a, &first).unwrap());
         store.put_secret(&a, &extra, b"x", 1, 10).unwrap();
+    }
+
+    #[test]
+    fn stale_or_missing_mirrors_are_not_read_and_are_rebuilt_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).unwrap();
+        let a = id('a');
+        let k = SecretName::parse("k").unwrap();
+        store.put_share(&a, b"share", 5).unwrap();
+        let secret_meta = store.put_secret(&a, &k, b"secret", 9, 10).unwrap();
+        let share_dir = dir.path().join("shares").join(a.as_str());
+        let secret_dir = dir.path().join("vaults").join(a.as_str()).join("k");
+        let share_sum = std::fs::read(share_dir.join("checksum.bin")).unwrap();
+        let secret_sum = std::fs::read(secret_dir.join("checksum.bin")).unwrap();
+
+        // What a power cut after the commit point can leave: mirrors missing,
+        // empty, or of the previous write; plus a temp file.
+        std::fs::remove_file(share_dir.join("version")).unwrap();
+        std::fs::write(share_dir.join("checksum.bin"), b"").unwrap();
+        std::fs::write(secret_dir.join("meta.json"), br#"{"version":8}"#).unwrap();
+        std::fs::remove_file(secret_dir.join("checksum.bin")).unwrap();
+        std::fs::write(secret_dir.join(".meta.json.tmp-00ff"), b"x").unwrap();
+
+        // Reads never rely on them.
+        assert_eq!(store.get_share(&a).unwrap().unwrap().meta.version, 5);
+        assert_eq!(store.get_secret(&a, &k).unwrap().unwrap().meta.version, 9);
+        assert_eq!(store.list_secrets(&a).unwrap()[0].meta.version, 9);
+        assert!(matches!(
+            store.put_share(&a, b"old", 5),
+            Err(StoreError::VersionNotGreater { stored: 5, new: 5 })
+        ));
+        drop(store);
+
+        FsStore::open(dir.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(share_dir.join("version")).unwrap(),
+            "5"
+        );
+        assert_eq!(
+            std::fs::read(share_dir.join("checksum.bin")).unwrap(),
+            share_sum
+        );
+        assert_eq!(
+            std::fs::read(secret_dir.join("checksum.bin")).unwrap(),
+            secret_sum
+        );
+        let meta: RecordMeta =
+            serde_json::from_slice(&std::fs::read(secret_dir.join("meta.json")).unwrap()).unwrap();
+        assert_eq!(meta, secret_meta);
+        let mut names: Vec<_> = std::fs::read_dir(&secret_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["checksum.bin", "meta.json", "share.bin"]);
+    }
+
+    #[test]
+    fn a_write_replaces_the_mirrors_of_a_previous_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::open(dir.path()).unwrap();
+        let a = id('a');
+        store.put_share(&a, b"one", 1).unwrap();
+        let share_dir = dir.path().join("shares").join(a.as_str());
+        std::fs::remove_file(share_dir.join("version")).unwrap();
+        store.put_share(&a, b"two", 2).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(share_dir.join("version")).unwrap(),
+            "2"
+        );
+        let record = std::fs::read(share_dir.join("share.bin")).unwrap();
+        assert_eq!(
+            std::fs::read(share_dir.join("checksum.bin")).unwrap(),
+            record::checksum_of(&record)
+        );
     }
 }
