@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use crate::blobs::{BlobStore, LocalBlobs, S3Blobs};
 use crate::config::{Config, Database, Storage};
-use crate::fanout::{Fanout, LocalFanout, RedisFanout};
+use crate::fanout::{Fanout, LocalFanout, RedisFanout, Signal};
 use crate::health::{Probe, Readiness, RedisProbe, S3Probe, StoreProbe};
 use crate::ratelimit::redis::RedisLimiter;
 use crate::ratelimit::{GovernorLimiter, RateLimiter};
@@ -44,6 +44,9 @@ pub struct Backends {
     pub limiter: Arc<dyn RateLimiter>,
     /// What `/readyz` checks.
     pub readiness: Readiness,
+    /// Committed messages reach live sessions straight from the store's
+    /// writer (see `Signal::Message`); senders need not notify.
+    pub commits_published: bool,
 }
 
 /// Connects every configured backend; a clear error names the one that failed.
@@ -96,11 +99,22 @@ pub async fn connect(config: &Config) -> anyhow::Result<Backends> {
             (Arc::new(fanout), Arc::new(limiter))
         }
     };
+    // One node without Redis: this process is the only writer of messages,
+    // so its writer's commit order is the store's `seq` order and sessions
+    // can take new messages from it instead of re-reading the store.
+    // Across nodes another writer interleaves, so signals only say "look".
+    let commits_published = b.redis.is_none() && {
+        let fanout = fanout.clone();
+        store.store().on_commit(Arc::new(move |recipient, message| {
+            fanout.notify(recipient, Signal::Message(Arc::new(message)));
+        }))
+    };
     Ok(Backends {
         store,
         blobs,
         fanout,
         limiter,
         readiness: Readiness::new(probes),
+        commits_published,
     })
 }

@@ -86,6 +86,7 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
         blobs: backends.blobs.clone(),
         fanout: backends.fanout.clone(),
         push: wakeups.clone(),
+        commits_published: backends.commits_published,
         config,
     });
 

@@ -55,7 +55,9 @@ impl Relay {
         if !stored {
             return Err(Error::NotFound);
         }
-        self.fanout.notify(recipient, Signal::Messages);
+        if !self.commits_published {
+            self.fanout.notify(recipient, Signal::Messages);
+        }
         crate::metrics::message_enqueued();
         self.push.message_queued(recipient).await;
         Ok(id)

@@ -32,6 +32,9 @@ pub struct Relay {
     pub push: Arc<crate::push::Wakeups>,
     pub tokens: Tokens,
     pub passwords: PasswordHasher,
+    /// The store hands each committed message to the fan-out itself
+    /// (`Signal::Message`), so `send_message` does not notify.
+    pub commits_published: bool,
 }
 
 /// Seconds since the UNIX epoch.

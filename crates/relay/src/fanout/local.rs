@@ -1,6 +1,7 @@
 //! The in-process [`Fanout`]: a map from user to their one live session.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -9,9 +10,10 @@ use uuid::Uuid;
 
 use super::{CloseReason, Fanout, Signal, Subscription};
 
-/// Signals are coalescible hints, so a tiny queue is enough: when it is
-/// full the session already has a wake-up pending.
-const SIGNAL_QUEUE: usize = 4;
+/// Room for a burst of `Message` signals (the channel allocates slots in
+/// blocks of 32 anyway); when it is full the session has a wake-up pending
+/// and is marked lagged, so it reads the store instead.
+const SIGNAL_QUEUE: usize = 32;
 
 struct Entry {
     conn: u64,
@@ -19,6 +21,7 @@ struct Entry {
     close: CancellationToken,
     close_reason: Arc<Mutex<Option<CloseReason>>>,
     done: CancellationToken,
+    lagged: Arc<AtomicBool>,
 }
 
 impl Entry {
@@ -75,6 +78,7 @@ impl Fanout for LocalFanout {
         let close = CancellationToken::new();
         let close_reason = Arc::new(Mutex::new(None));
         let done = CancellationToken::new();
+        let lagged = Arc::new(AtomicBool::new(false));
         let mut reg = match self.inner.lock() {
             Ok(reg) => reg,
             Err(poisoned) => poisoned.into_inner(),
@@ -87,6 +91,7 @@ impl Fanout for LocalFanout {
             close: close.clone(),
             close_reason: close_reason.clone(),
             done: done.clone(),
+            lagged: lagged.clone(),
         };
         let predecessor_done = reg.sessions.insert(user, entry).map(|old| {
             old.close(CloseReason::Replaced);
@@ -98,6 +103,7 @@ impl Fanout for LocalFanout {
             close,
             close_reason,
             predecessor_done,
+            lagged,
             _guard: Box::new(Guard {
                 registry: self.inner.clone(),
                 user,
@@ -113,7 +119,13 @@ impl Fanout for LocalFanout {
         {
             // Full queue = a wake-up is already pending; a PreKeysLow lost
             // this way is re-evaluated by the client on its next upload.
-            let _ = entry.signals.try_send(signal);
+            // A lost `Message` makes the session's view incomplete: flag it,
+            // then make sure a signal follows the flag (the session may have
+            // emptied the queue in between), so the session reads the store.
+            if entry.signals.try_send(signal).is_err() {
+                entry.lagged.store(true, Ordering::Release);
+                let _ = entry.signals.try_send(Signal::Messages);
+            }
         }
     }
 
@@ -175,5 +187,37 @@ mod tests {
         for _ in 0..100 {
             fanout.notify(user, Signal::Messages);
         }
+    }
+
+    #[test]
+    fn a_dropped_signal_marks_the_session_lagged() {
+        let fanout = LocalFanout::new();
+        let user = Uuid::new_v4();
+        let mut sub = fanout.subscribe(user);
+        let message = |seq| {
+            Signal::Message(Arc::new(crate::store::StoredMessage {
+                seq,
+                id: Uuid::new_v4(),
+                sender: Uuid::new_v4(),
+                timestamp_ms: 0,
+                msg_type: 1,
+                content: vec![],
+            }))
+        };
+        for seq in 0..SIGNAL_QUEUE as i64 {
+            fanout.notify(user, message(seq));
+        }
+        assert!(!sub.take_lagged(), "nothing lost yet");
+        fanout.notify(user, message(99));
+        assert!(sub.take_lagged(), "the 33rd message was dropped");
+        assert!(!sub.take_lagged(), "taking clears the flag");
+        // What was queued stays, in order.
+        let seqs: Vec<i64> = std::iter::from_fn(|| sub.signals.try_recv().ok())
+            .map(|s| match s {
+                Signal::Message(m) => m.seq,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(seqs, (0..SIGNAL_QUEUE as i64).collect::<Vec<_>>());
     }
 }

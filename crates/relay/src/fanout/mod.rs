@@ -18,10 +18,14 @@ pub use local::LocalFanout;
 pub use redis::RedisFanout;
 
 /// Something a live session should react to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signal {
     /// New messages are queued: read the store past your cursor.
     Messages,
+    /// This message was just committed (sent by the store's writer, in
+    /// `seq` order, when it is the only writer): a session that has read
+    /// everything before it may send it without reading the store.
+    Message(std::sync::Arc<crate::store::StoredMessage>),
     /// The one-time pre-key count just fell below the threshold.
     PreKeysLow { remaining: u32 },
 }
@@ -45,10 +49,18 @@ pub struct Subscription {
     /// The replaced session's "finished" token: wait for it (bounded) before
     /// delivering, so its pending ACK deletes land first.
     pub predecessor_done: Option<CancellationToken>,
+    /// Set when a signal for this session was dropped (its queue was full):
+    /// the `Message` signals it holds are then incomplete.
+    pub lagged: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pub(crate) _guard: Box<dyn Send + Sync>,
 }
 
 impl Subscription {
+    /// Whether a signal was dropped since the last call.
+    pub fn take_lagged(&self) -> bool {
+        self.lagged.swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.close_reason.lock().map(|r| *r).unwrap_or(None)
     }

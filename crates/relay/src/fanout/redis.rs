@@ -367,7 +367,7 @@ impl Fanout for RedisFanout {
     }
 
     fn notify(&self, user: Uuid, signal: Signal) {
-        self.inner.local.notify(user, signal);
+        self.inner.local.notify(user, signal.clone());
         // The user's one live session is here: no other node needs telling
         // (a newer session elsewhere reads the store when it starts, and
         // polls). Saves a task and a Redis round trip per message.
@@ -375,7 +375,7 @@ impl Fanout for RedisFanout {
             return;
         }
         let event = match signal {
-            Signal::Messages => Event::Messages,
+            Signal::Messages | Signal::Message(_) => Event::Messages,
             Signal::PreKeysLow { remaining } => Event::PreKeysLow(remaining),
         };
         self.publish(user, event);

@@ -1,6 +1,8 @@
 //! One live WebSocket session: welcome `PreKeyStatus`, then a delivery
 //! pump that pages the store by sequence (never by timestamp) past a
-//! cursor, woken by fan-out signals; client ACKs are batched into deletes.
+//! cursor, woken by fan-out signals — or, once caught up, takes messages
+//! straight from the store's writer (`Signal::Message`, single node);
+//! client ACKs are batched into deletes.
 //!
 //! Invariants: a message is sent at most once per session (the cursor only
 //! moves forward) and deleted only by its recipient's ACK; whatever is not
@@ -21,6 +23,7 @@ use super::acks::AckBatch;
 use crate::domain::Relay;
 use crate::domain::messages::{envelope, parse_ack_ids};
 use crate::fanout::{CloseReason, Signal, Subscription};
+use crate::store::StoredMessage;
 
 /// Messages fetched per store round trip.
 const PAGE: u32 = 100;
@@ -127,6 +130,8 @@ impl Session {
             tokio::time::interval_at(Instant::now() + KEEPALIVE_INTERVAL, KEEPALIVE_INTERVAL);
         loop {
             if wake {
+                // This read covers whatever a dropped signal announced.
+                sub.take_lagged();
                 wake = self.deliver_page().await?;
             }
             let flush_at = self.acks.deadline();
@@ -136,6 +141,16 @@ impl Session {
                 _ = sub.close.cancelled() => return Ok(End::Closed(sub.close_reason())),
                 Some(signal) = sub.signals.recv() => match signal {
                     Signal::Messages => wake = true,
+                    // Sent straight from the writer in `seq` order: when this
+                    // session has read everything before it (no page pending,
+                    // no signal lost), it is the next message — no store read.
+                    Signal::Message(message) => {
+                        if wake || sub.take_lagged() {
+                            wake = true;
+                        } else if message.seq > self.cursor {
+                            self.deliver(&message).await?;
+                        }
+                    }
                     Signal::PreKeysLow { remaining } => self.send_pre_key_status(remaining).await?,
                 },
                 incoming = self.socket.recv() => match incoming {
@@ -172,14 +187,19 @@ impl Session {
             .await
             .map_err(|e| e.to_string())?;
         for message in &page {
-            let frame = WebSocketFrame {
-                payload: Some(Payload::Envelope(envelope(message))),
-            };
-            self.send(frame).await?;
-            self.cursor = message.seq;
-            crate::metrics::delivered(1);
+            self.deliver(message).await?;
         }
         Ok(page.len() == PAGE as usize)
+    }
+
+    async fn deliver(&mut self, message: &StoredMessage) -> Result<(), String> {
+        let frame = WebSocketFrame {
+            payload: Some(Payload::Envelope(envelope(message))),
+        };
+        self.send(frame).await?;
+        self.cursor = message.seq;
+        crate::metrics::delivered(1);
+        Ok(())
     }
 
     async fn on_frame(&mut self, bytes: &[u8]) {

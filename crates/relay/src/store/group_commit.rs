@@ -20,13 +20,13 @@
 //! - one failing write cannot fail its neighbours: a failed batch is
 //!   retried write by write, so only the culprit gets the error.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{NewMessage, StoreError, StoreResult};
+use super::{NewMessage, StoreError, StoreResult, StoredMessage};
 
 /// Writes taken into one transaction at most.
 pub const MAX_BATCH_WRITES: usize = 512;
@@ -57,9 +57,15 @@ impl Write {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    Enqueued(bool),
+    /// The message's `seq`, or `None` when the recipient does not exist.
+    Enqueued(Option<i64>),
     Deleted(u64),
 }
+
+/// Called by the writer task with each committed message, in `seq` order,
+/// after its transaction committed and before its sender is answered.
+/// Must not block.
+pub type CommitHook = Arc<dyn Fn(Uuid, StoredMessage) + Send + Sync>;
 
 /// A batch cut into statements: runs of consecutive enqueues (at most
 /// `max_rows` each, for one multi-row `INSERT`) and single deletes, in
@@ -99,19 +105,26 @@ struct Pending {
 /// Handle to the writer task; the task ends when the last handle is dropped.
 pub struct GroupCommit {
     queue: mpsc::Sender<Pending>,
+    hook: Arc<OnceLock<CommitHook>>,
 }
 
 impl GroupCommit {
     /// Starts the writer task on the current Tokio runtime.
     pub fn spawn(writer: Arc<dyn BatchWriter>) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(writer, rx));
-        Self { queue }
+        let hook = Arc::new(OnceLock::new());
+        tokio::spawn(run(writer, hook.clone(), rx));
+        Self { queue, hook }
+    }
+
+    /// Installs the commit hook (once; false if one was installed already).
+    pub fn set_hook(&self, hook: CommitHook) -> bool {
+        self.hook.set(hook).is_ok()
     }
 
     pub async fn enqueue(&self, message: NewMessage) -> StoreResult<bool> {
         match self.submit(Write::Enqueue(message)).await? {
-            Outcome::Enqueued(stored) => Ok(stored),
+            Outcome::Enqueued(seq) => Ok(seq.is_some()),
             Outcome::Deleted(_) => Err(mismatch()),
         }
     }
@@ -144,56 +157,99 @@ fn mismatch() -> StoreError {
     StoreError::GroupCommit("outcome does not match its write".into())
 }
 
-async fn run(writer: Arc<dyn BatchWriter>, mut rx: mpsc::Receiver<Pending>) {
-    let mut batch: Vec<Pending> = Vec::new();
+async fn run(
+    writer: Arc<dyn BatchWriter>,
+    hook: Arc<OnceLock<CommitHook>>,
+    mut rx: mpsc::Receiver<Pending>,
+) {
+    let mut writes = Vec::new();
+    let mut replies = Vec::new();
     while let Some(first) = rx.recv().await {
-        let mut bytes = first.write.bytes();
-        batch.push(first);
-        while batch.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(next) => {
-                    bytes += next.write.bytes();
-                    batch.push(next);
-                }
-                Err(_) => break,
+        let mut bytes = 0;
+        let mut next = Some(first);
+        while let Some(p) = next.take() {
+            bytes += p.write.bytes();
+            writes.push(p.write);
+            replies.push(p.reply);
+            if writes.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
+                next = rx.try_recv().ok();
             }
         }
-        commit(writer.as_ref(), &mut batch).await;
+        commit(writer.as_ref(), hook.get(), &mut writes, &mut replies).await;
     }
 }
 
-/// Applies and answers `batch` (left empty).
-async fn commit(writer: &dyn BatchWriter, batch: &mut Vec<Pending>) {
-    let writes: Vec<Write> = batch.iter().map(|p| p.write.clone()).collect();
+/// Applies `writes`, tells the hook what committed, answers `replies`
+/// (both left empty).
+async fn commit(
+    writer: &dyn BatchWriter,
+    hook: Option<&CommitHook>,
+    writes: &mut Vec<Write>,
+    replies: &mut Vec<oneshot::Sender<StoreResult<Outcome>>>,
+) {
     crate::metrics::group_commit(writes.len());
-    match writer.write_batch(&writes).await {
-        Ok(outcomes) if outcomes.len() == batch.len() => {
-            for (pending, outcome) in batch.drain(..).zip(outcomes) {
-                let _ = pending.reply.send(Ok(outcome));
+    match writer.write_batch(writes).await {
+        Ok(outcomes) if outcomes.len() == writes.len() => {
+            published(hook, writes.drain(..).zip(outcomes.iter().copied()));
+            for (reply, outcome) in replies.drain(..).zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
             }
         }
         Ok(_) => {
-            for pending in batch.drain(..) {
-                let _ = pending.reply.send(Err(mismatch()));
+            writes.clear();
+            for reply in replies.drain(..) {
+                let _ = reply.send(Err(mismatch()));
             }
         }
-        Err(e) if batch.len() == 1 => {
-            if let Some(pending) = batch.pop() {
-                let _ = pending.reply.send(Err(e));
+        Err(e) if writes.len() == 1 => {
+            writes.clear();
+            if let Some(reply) = replies.pop() {
+                let _ = reply.send(Err(e));
             }
         }
         Err(e) => {
             // Isolate the culprit: each write on its own (the failed
             // transaction stored nothing, so nothing is applied twice).
-            tracing::warn!(error = %e, writes = batch.len(), "group commit failed; retrying write by write");
-            for pending in batch.drain(..) {
+            tracing::warn!(error = %e, writes = writes.len(), "group commit failed; retrying write by write");
+            for (write, reply) in writes.drain(..).zip(replies.drain(..)) {
                 let result = writer
-                    .write_batch(std::slice::from_ref(&pending.write))
+                    .write_batch(std::slice::from_ref(&write))
                     .await
                     .and_then(|mut o| o.pop().ok_or_else(mismatch));
-                let _ = pending.reply.send(result);
+                if let Ok(outcome) = &result {
+                    published(hook, std::iter::once((write, *outcome)));
+                }
+                let _ = reply.send(result);
             }
         }
+    }
+}
+
+/// Hands the committed messages to the hook in `seq` order: the order a
+/// store read would return them in.
+fn published(hook: Option<&CommitHook>, committed: impl Iterator<Item = (Write, Outcome)>) {
+    let Some(hook) = hook else {
+        return;
+    };
+    let mut messages: Vec<(Uuid, StoredMessage)> = committed
+        .filter_map(|(write, outcome)| match (write, outcome) {
+            (Write::Enqueue(m), Outcome::Enqueued(Some(seq))) => Some((
+                m.recipient,
+                StoredMessage {
+                    seq,
+                    id: m.id,
+                    sender: m.sender,
+                    timestamp_ms: m.timestamp_ms,
+                    msg_type: m.msg_type,
+                    content: m.content,
+                },
+            )),
+            _ => None,
+        })
+        .collect();
+    messages.sort_by_key(|(_, m)| m.seq);
+    for (recipient, message) in messages {
+        hook(recipient, message);
     }
 }
 
@@ -221,7 +277,7 @@ mod tests {
                     Write::Enqueue(m) if m.content.is_empty() => {
                         Err(StoreError::Corrupt("empty".into()))
                     }
-                    Write::Enqueue(_) => Ok(Outcome::Enqueued(true)),
+                    Write::Enqueue(_) => Ok(Outcome::Enqueued(Some(1))),
                     Write::Delete { ids, .. } => Ok(Outcome::Deleted(ids.len() as u64)),
                 })
                 .collect()

@@ -128,7 +128,7 @@ pub struct NewMessage {
 }
 
 /// A queued message; `seq` is assigned at insert and only grows, in commit order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
     pub seq: i64,
     pub id: Uuid,
@@ -248,6 +248,13 @@ pub trait Store: Send + Sync + 'static {
     // --- messages -----------------------------------------------------------
     /// Durably queues a message. `false` if the recipient does not exist.
     async fn enqueue_message(&self, message: NewMessage) -> StoreResult<bool>;
+    /// Asks to be told of every message this process commits, in `seq`
+    /// order, right after its commit (see [`group_commit::CommitHook`]).
+    /// Only complete when this process is the only writer of messages;
+    /// `false` if the backend does not support it.
+    fn on_commit(&self, _hook: group_commit::CommitHook) -> bool {
+        false
+    }
     /// Up to `limit` messages for `user` with `seq > after_seq`, by `seq`.
     async fn pending_messages(
         &self,

@@ -23,7 +23,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{ConnectOptions, Connection, Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use super::group_commit::{BatchWriter, GroupCommit, Outcome, Step, Write, steps};
+use super::group_commit::{BatchWriter, CommitHook, GroupCommit, Outcome, Step, Write, steps};
 use super::*;
 use crate::backoff::Backoff;
 use crate::domain::sessions::{TokenState, classify_refresh_token};
@@ -213,7 +213,7 @@ const INSERT_ROWS: usize = 256;
 async fn insert_messages(
     tx: &mut Transaction<'_, Postgres>,
     messages: &[&NewMessage],
-) -> StoreResult<std::collections::HashSet<Uuid>> {
+) -> StoreResult<std::collections::HashMap<Uuid, i64>> {
     let column = |f: fn(&NewMessage) -> Uuid| messages.iter().map(|m| f(m)).collect::<Vec<_>>();
     let rows = sqlx::query(
         "WITH v AS (
@@ -225,7 +225,7 @@ async fn insert_messages(
          INSERT INTO messages (id, recipient_id, sender_id, timestamp_ms, msg_type, content, expires_at)
          SELECT v.id, v.recipient, v.sender, v.ts, v.typ, v.content, v.exp
          FROM v JOIN recipient ON recipient.id = v.recipient ORDER BY v.ord
-         RETURNING id",
+         RETURNING id, seq",
     )
     .bind(column(|m| m.id))
     .bind(column(|m| m.recipient))
@@ -237,7 +237,7 @@ async fn insert_messages(
     .fetch_all(&mut **tx)
     .await?;
     rows.iter()
-        .map(|r| r.try_get::<Uuid, _>("id").map_err(StoreError::from))
+        .map(|r| Ok((r.try_get::<Uuid, _>("id")?, r.try_get::<i64, _>("seq")?)))
         .collect()
 }
 
@@ -252,7 +252,7 @@ impl BatchWriter for PgBatchWriter {
                     let stored = insert_messages(&mut tx, &run).await?;
                     outcomes.extend(
                         run.iter()
-                            .map(|m| Outcome::Enqueued(stored.contains(&m.id))),
+                            .map(|m| Outcome::Enqueued(stored.get(&m.id).copied())),
                     );
                 }
                 Step::Delete { user, ids } => {
@@ -566,6 +566,10 @@ impl Store for PgStore {
 
     async fn enqueue_message(&self, m: NewMessage) -> StoreResult<bool> {
         self.commits.enqueue(m).await
+    }
+
+    fn on_commit(&self, hook: CommitHook) -> bool {
+        self.commits.set_hook(hook)
     }
 
     async fn pending_messages(

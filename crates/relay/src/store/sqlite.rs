@@ -18,7 +18,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::group_commit::{BatchWriter, GroupCommit, Outcome, Step, Write, steps};
+use super::group_commit::{BatchWriter, CommitHook, GroupCommit, Outcome, Step, Write, steps};
 use super::*;
 use crate::domain::sessions::{TokenState, classify_refresh_token};
 
@@ -139,7 +139,7 @@ const DELETE_IDS: usize = 500;
 async fn insert_messages(
     tx: &mut Transaction<'_, Sqlite>,
     messages: &[&NewMessage],
-) -> StoreResult<std::collections::HashSet<String>> {
+) -> StoreResult<std::collections::HashMap<String, i64>> {
     let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; messages.len()].join(", ");
     // The recipient must exist (else 404); RETURNING says which rows made it.
     let sql = format!(
@@ -147,7 +147,7 @@ async fn insert_messages(
          SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7
          FROM (VALUES {rows}) AS v
          WHERE EXISTS (SELECT 1 FROM users WHERE users.id = v.column2)
-         RETURNING id"
+         RETURNING id, seq"
     );
     let mut query = sqlx::query(&sql);
     for m in messages {
@@ -163,7 +163,7 @@ async fn insert_messages(
     let stored = query.fetch_all(&mut **tx).await?;
     stored
         .iter()
-        .map(|r| r.try_get::<String, _>("id").map_err(StoreError::from))
+        .map(|r| Ok((r.try_get::<String, _>("id")?, r.try_get::<i64, _>("seq")?)))
         .collect()
 }
 
@@ -196,7 +196,7 @@ impl BatchWriter for SqliteBatchWriter {
                     let stored = insert_messages(&mut tx, &run).await?;
                     outcomes.extend(
                         run.iter()
-                            .map(|m| Outcome::Enqueued(stored.contains(&m.id.to_string()))),
+                            .map(|m| Outcome::Enqueued(stored.get(&m.id.to_string()).copied())),
                     );
                 }
                 Step::Delete { user, ids } => {
@@ -496,6 +496,10 @@ impl Store for SqliteStore {
 
     async fn enqueue_message(&self, m: NewMessage) -> StoreResult<bool> {
         self.commits.enqueue(m).await
+    }
+
+    fn on_commit(&self, hook: CommitHook) -> bool {
+        self.commits.set_hook(hook)
     }
 
     async fn pending_messages(
