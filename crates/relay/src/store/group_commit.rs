@@ -15,15 +15,19 @@
 //! Invariants:
 //! - a caller is answered only after the transaction holding its write
 //!   committed (or failed: then nothing of it is stored);
-//! - writes are applied in arrival order (an ACK delete never overtakes
-//!   the enqueue it refers to);
+//! - within a batch, writes are applied in arrival order; batches commit
+//!   one at a time (SQLite) or overlap (PostgreSQL, which orders each
+//!   recipient's messages with row locks) — an ACK delete can never
+//!   overtake its enqueue, which committed before it was delivered;
+//! - a commit hook sees committed messages in `seq` order (batches are
+//!   then serialized);
 //! - one failing write cannot fail its neighbours: a failed batch is
 //!   retried write by write, so only the culprit gets the error.
 
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{NewMessage, StoreError, StoreResult, StoredMessage};
@@ -109,11 +113,13 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the writer task on the current Tokio runtime.
-    pub fn spawn(writer: Arc<dyn BatchWriter>) -> Self {
+    /// Starts the writer task on the current Tokio runtime; up to
+    /// `max_in_flight` batches commit at once (1 for a single-writer
+    /// database, and always 1 once a commit hook is installed).
+    pub fn spawn(writer: Arc<dyn BatchWriter>, max_in_flight: usize) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
         let hook = Arc::new(OnceLock::new());
-        tokio::spawn(run(writer, hook.clone(), rx));
+        tokio::spawn(run(writer, hook.clone(), max_in_flight.max(1), rx));
         Self { queue, hook }
     }
 
@@ -160,11 +166,25 @@ fn mismatch() -> StoreError {
 async fn run(
     writer: Arc<dyn BatchWriter>,
     hook: Arc<OnceLock<CommitHook>>,
+    max_in_flight: usize,
     mut rx: mpsc::Receiver<Pending>,
 ) {
-    let mut writes = Vec::new();
-    let mut replies = Vec::new();
+    let slots = Arc::new(Semaphore::new(max_in_flight));
     while let Some(first) = rx.recv().await {
+        // Published commits must reach the hook in `seq` order: then one
+        // batch at a time. Otherwise up to `max_in_flight` overlap (the
+        // backend orders per recipient with row locks).
+        let needed = if hook.get().is_some() {
+            max_in_flight
+        } else {
+            1
+        };
+        // A slot first, then drain: whatever arrived meanwhile joins the batch.
+        let Ok(slot) = slots.clone().acquire_many_owned(needed as u32).await else {
+            return;
+        };
+        let mut writes = Vec::new();
+        let mut replies = Vec::new();
         let mut bytes = 0;
         let mut next = Some(first);
         while let Some(p) = next.take() {
@@ -175,7 +195,11 @@ async fn run(
                 next = rx.try_recv().ok();
             }
         }
-        commit(writer.as_ref(), hook.get(), &mut writes, &mut replies).await;
+        let (writer, hook) = (writer.clone(), hook.clone());
+        tokio::spawn(async move {
+            commit(writer.as_ref(), hook.get(), &mut writes, &mut replies).await;
+            drop(slot);
+        });
     }
 }
 
@@ -299,7 +323,7 @@ mod tests {
     #[tokio::test]
     async fn writes_waiting_during_a_commit_share_the_next_one() {
         let recorder = Arc::new(Recorder::default());
-        let gc = Arc::new(GroupCommit::spawn(recorder.clone()));
+        let gc = Arc::new(GroupCommit::spawn(recorder.clone(), 1));
         // Hold the "disk" so that writes pile up behind the first batch.
         let held = recorder.gate.lock().await;
         let mut tasks = Vec::new();
@@ -332,7 +356,7 @@ mod tests {
     #[tokio::test]
     async fn a_failing_write_fails_alone() {
         let recorder = Arc::new(Recorder::default());
-        let gc = Arc::new(GroupCommit::spawn(recorder.clone()));
+        let gc = Arc::new(GroupCommit::spawn(recorder.clone(), 1));
         let held = recorder.gate.lock().await;
         let mut tasks = Vec::new();
         for i in 0..10 {
@@ -365,6 +389,55 @@ mod tests {
             })
             .collect();
         assert_eq!(shape, ["i2", "i1", "d", "i1", "d", "d"]);
+    }
+
+    /// Holds every batch until released; counts batches in progress.
+    #[derive(Default)]
+    struct Gate {
+        active: std::sync::atomic::AtomicUsize,
+        release: tokio::sync::Notify,
+    }
+
+    #[async_trait]
+    impl BatchWriter for Gate {
+        async fn write_batch(&self, writes: &[Write]) -> StoreResult<Vec<Outcome>> {
+            self.active
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.release.notified().await;
+            self.active
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(writes.iter().map(|_| Outcome::Enqueued(Some(1))).collect())
+        }
+    }
+
+    async fn active_after_second_write(hooked: bool) -> usize {
+        let gate = Arc::new(Gate::default());
+        let gc = Arc::new(GroupCommit::spawn(gate.clone(), 4));
+        if hooked {
+            assert!(gc.set_hook(Arc::new(|_, _| {})));
+        }
+        let submit = || {
+            let gc = gc.clone();
+            tokio::spawn(async move { gc.enqueue(message(vec![1])).await })
+        };
+        let first = submit();
+        let_everyone_submit().await;
+        assert_eq!(gate.active.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let second = submit();
+        let_everyone_submit().await;
+        let active = gate.active.load(std::sync::atomic::Ordering::SeqCst);
+        while !(first.is_finished() && second.is_finished()) {
+            gate.release.notify_waiters();
+            tokio::task::yield_now().await;
+        }
+        assert!(first.await.unwrap().unwrap() && second.await.unwrap().unwrap());
+        active
+    }
+
+    #[tokio::test]
+    async fn batches_overlap_unless_a_hook_needs_commit_order() {
+        assert_eq!(active_after_second_write(false).await, 2);
+        assert_eq!(active_after_second_write(true).await, 1);
     }
 
     /// On the test's single-threaded runtime, a few yields let every

@@ -106,7 +106,10 @@ impl PgStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        let commits = GroupCommit::spawn(Arc::new(PgBatchWriter { pool: pool.clone() }));
+        let commits = GroupCommit::spawn(
+            Arc::new(PgBatchWriter { pool: pool.clone() }),
+            PG_BATCHES_IN_FLIGHT,
+        );
         Ok(Self { pool, commits })
     }
 
@@ -200,16 +203,22 @@ struct PgBatchWriter {
     pool: PgPool,
 }
 
+/// Group-commit transactions open at once per node. Measured (100 users,
+/// docs/performance.md): 4 overlapping batches were slower than 1 (3.9k vs
+/// 5.1k msg/s) — they touch the same recipients and wait on each other's
+/// row locks. Overlap may pay off with many more distinct recipients.
+const PG_BATCHES_IN_FLIGHT: usize = 1;
+
 /// Rows per multi-row `INSERT` (bounds one statement's size).
 const INSERT_ROWS: usize = 256;
 
 /// Inserts `messages` whose recipient exists; returns the ids stored.
 ///
-/// The recipients' `users` rows are locked (in id order, so two batches
-/// cannot deadlock on each other) before any new row draws its `seq`: the
-/// sort by `ord` consumes the whole join first. They stay locked until
-/// commit, so per recipient `seq` order is commit order — a delivery
-/// cursor can never step over a message that commits late.
+/// The recipients' `users` rows are locked before any new row draws its
+/// `seq` (the batch locked them all up front, in id order; the CTE's lock
+/// is then a no-op that keeps this statement correct on its own). They stay
+/// locked until commit, so per recipient `seq` order is commit order — a
+/// delivery cursor can never step over a message that commits late.
 async fn insert_messages(
     tx: &mut Transaction<'_, Postgres>,
     messages: &[&NewMessage],
@@ -246,6 +255,25 @@ impl BatchWriter for PgBatchWriter {
     async fn write_batch(&self, writes: &[Write]) -> StoreResult<Vec<Outcome>> {
         let mut outcomes = Vec::with_capacity(writes.len());
         let mut tx = self.pool.begin().await?;
+        // Lock every recipient of the batch first, in id order: batches
+        // commit concurrently, and a batch's inserts come in several
+        // statements (split around deletes), so locking per statement could
+        // take the same rows in different orders in two batches — deadlock.
+        let mut recipients: Vec<Uuid> = writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Enqueue(m) => Some(m.recipient),
+                Write::Delete { .. } => None,
+            })
+            .collect();
+        recipients.sort_unstable();
+        recipients.dedup();
+        if !recipients.is_empty() {
+            sqlx::query("SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+                .bind(&recipients)
+                .execute(&mut *tx)
+                .await?;
+        }
         for step in steps(writes, INSERT_ROWS) {
             match step {
                 Step::Insert(run) => {

@@ -61,9 +61,13 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(base.read_only(true))
             .await?;
-        let commits = GroupCommit::spawn(Arc::new(SqliteBatchWriter {
-            writer: writer.clone(),
-        }));
+        // SQLite has one writer: batches commit one at a time.
+        let commits = GroupCommit::spawn(
+            Arc::new(SqliteBatchWriter {
+                writer: writer.clone(),
+            }),
+            1,
+        );
         Ok(Self {
             writer,
             reader,
