@@ -48,6 +48,10 @@ pub enum Write {
     Enqueue(NewMessage),
     /// Delete `user`'s messages among `ids`.
     Delete { user: Uuid, ids: Vec<Uuid> },
+    /// Cancel `user`'s pending wake-up unless it is being sent (leased
+    /// past `now_ms`). Every ACK flush does this, so all of a batch's
+    /// cancels become one statement.
+    CancelPush { user: Uuid, now_ms: i64 },
 }
 
 impl Write {
@@ -55,6 +59,7 @@ impl Write {
         match self {
             Write::Enqueue(m) => m.content.len() + 128,
             Write::Delete { ids, .. } => ids.len() * 16 + 16,
+            Write::CancelPush { .. } => 32,
         }
     }
 }
@@ -64,6 +69,7 @@ pub enum Outcome {
     /// The message's `seq`, or `None` when the recipient does not exist.
     Enqueued(Option<i64>),
     Deleted(u64),
+    Cancelled,
 }
 
 /// Called by the writer task with each committed message, in `seq` order,
@@ -88,9 +94,38 @@ pub fn steps(writes: &[Write], max_rows: usize) -> Vec<Step<'_>> {
             (Write::Enqueue(m), Some(Step::Insert(run))) if run.len() < max_rows => run.push(m),
             (Write::Enqueue(m), _) => steps.push(Step::Insert(vec![m])),
             (Write::Delete { user, ids }, _) => steps.push(Step::Delete { user: *user, ids }),
+            // Not a step: see `cancels` and `with_cancels`.
+            (Write::CancelPush { .. }, _) => {}
         }
     }
     steps
+}
+
+/// The users whose wake-ups a batch cancels, and the earliest `now_ms`
+/// among the requests (a job leased past it is being sent: left alone).
+pub fn cancels(writes: &[Write]) -> Option<(Vec<Uuid>, i64)> {
+    let mut users = Vec::new();
+    let mut now = i64::MAX;
+    for write in writes {
+        if let Write::CancelPush { user, now_ms } = write {
+            users.push(*user);
+            now = now.min(*now_ms);
+        }
+    }
+    (!users.is_empty()).then_some((users, now))
+}
+
+/// One outcome per write: `step_outcomes` (one per enqueue/delete, in
+/// order) with `Cancelled` put in place of each cancel.
+pub fn with_cancels(writes: &[Write], step_outcomes: Vec<Outcome>) -> Vec<Outcome> {
+    let mut steps = step_outcomes.into_iter();
+    writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::CancelPush { .. } => Some(Outcome::Cancelled),
+            _ => steps.next(),
+        })
+        .collect()
 }
 
 /// A backend's way to apply writes atomically.
@@ -131,7 +166,7 @@ impl GroupCommit {
     pub async fn enqueue(&self, message: NewMessage) -> StoreResult<bool> {
         match self.submit(Write::Enqueue(message)).await? {
             Outcome::Enqueued(seq) => Ok(seq.is_some()),
-            Outcome::Deleted(_) => Err(mismatch()),
+            _ => Err(mismatch()),
         }
     }
 
@@ -141,7 +176,14 @@ impl GroupCommit {
         }
         match self.submit(Write::Delete { user, ids }).await? {
             Outcome::Deleted(n) => Ok(n),
-            Outcome::Enqueued(_) => Err(mismatch()),
+            _ => Err(mismatch()),
+        }
+    }
+
+    pub async fn cancel_push(&self, user: Uuid, now_ms: i64) -> StoreResult<()> {
+        match self.submit(Write::CancelPush { user, now_ms }).await? {
+            Outcome::Cancelled => Ok(()),
+            _ => Err(mismatch()),
         }
     }
 
@@ -303,6 +345,7 @@ mod tests {
                     }
                     Write::Enqueue(_) => Ok(Outcome::Enqueued(Some(1))),
                     Write::Delete { ids, .. } => Ok(Outcome::Deleted(ids.len() as u64)),
+                    Write::CancelPush { .. } => Ok(Outcome::Cancelled),
                 })
                 .collect()
         }
@@ -389,6 +432,35 @@ mod tests {
             })
             .collect();
         assert_eq!(shape, ["i2", "i1", "d", "i1", "d", "d"]);
+    }
+
+    #[test]
+    fn cancels_become_one_step_and_keep_their_outcome_slot() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let writes = vec![
+            Write::CancelPush { user: a, now_ms: 7 },
+            Write::Enqueue(message(vec![1])),
+            Write::CancelPush { user: b, now_ms: 5 },
+            Write::Delete {
+                user: a,
+                ids: vec![Uuid::new_v4()],
+            },
+        ];
+        assert_eq!(steps(&writes, 10).len(), 2);
+        assert_eq!(cancels(&writes), Some((vec![a, b], 5)));
+        assert_eq!(cancels(&writes[1..2]), None);
+        assert_eq!(
+            with_cancels(
+                &writes,
+                vec![Outcome::Enqueued(Some(3)), Outcome::Deleted(1)]
+            ),
+            [
+                Outcome::Cancelled,
+                Outcome::Enqueued(Some(3)),
+                Outcome::Cancelled,
+                Outcome::Deleted(1)
+            ]
+        );
     }
 
     /// Holds every batch until released; counts batches in progress.

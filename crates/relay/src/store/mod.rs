@@ -7,6 +7,7 @@
 //! implemented as one transaction.
 
 pub mod group_commit;
+pub mod group_read;
 pub mod postgres;
 pub mod sqlite;
 

@@ -23,7 +23,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{ConnectOptions, Connection, Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use super::group_commit::{BatchWriter, CommitHook, GroupCommit, Outcome, Step, Write, steps};
+use super::group_commit::{
+    BatchWriter, CommitHook, GroupCommit, Outcome, Step, Write, cancels, steps, with_cancels,
+};
+use super::group_read::{BatchReader, GroupRead, Read};
 use super::*;
 use crate::backoff::Backoff;
 use crate::domain::sessions::{TokenState, classify_refresh_token};
@@ -62,6 +65,8 @@ pub struct PgStore {
     pool: PgPool,
     /// Enqueues and ACK deletes, many per transaction (one WAL flush per batch).
     commits: GroupCommit,
+    /// Delivery reads of sessions woken together, one query per batch.
+    reads: GroupRead,
 }
 
 /// A schema name we can put in SQL without quoting surprises.
@@ -110,7 +115,15 @@ impl PgStore {
             Arc::new(PgBatchWriter { pool: pool.clone() }),
             PG_BATCHES_IN_FLIGHT,
         );
-        Ok(Self { pool, commits })
+        let reads = GroupRead::spawn(
+            Arc::new(PgBatchReader { pool: pool.clone() }),
+            PG_READS_IN_FLIGHT,
+        );
+        Ok(Self {
+            pool,
+            commits,
+            reads,
+        })
     }
 
     pub async fn close(&self) {
@@ -263,7 +276,7 @@ impl BatchWriter for PgBatchWriter {
             .iter()
             .filter_map(|w| match w {
                 Write::Enqueue(m) => Some(m.recipient),
-                Write::Delete { .. } => None,
+                _ => None,
             })
             .collect();
         recipients.sort_unstable();
@@ -296,8 +309,67 @@ impl BatchWriter for PgBatchWriter {
                 }
             }
         }
+        if let Some((users, now_ms)) = cancels(writes) {
+            sqlx::query(
+                "UPDATE push_jobs SET due_at_ms = NULL, attempts = 0
+                 WHERE user_id = ANY($1) AND due_at_ms IS NOT NULL
+                   AND (lease_until_ms IS NULL OR lease_until_ms <= $2)",
+            )
+            .bind(&users)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
-        Ok(outcomes)
+        Ok(with_cancels(writes, outcomes))
+    }
+}
+
+/// Delivery-read queries running at once (the pool serves everything else
+/// with the rest of its connections).
+const PG_READS_IN_FLIGHT: usize = 4;
+
+/// Answers grouped delivery reads with one `LATERAL` query per batch.
+struct PgBatchReader {
+    pool: PgPool,
+}
+
+#[async_trait]
+impl BatchReader for PgBatchReader {
+    async fn read_batch(&self, reads: &[Read]) -> StoreResult<Vec<Vec<StoredMessage>>> {
+        let rows = sqlx::query(
+            "SELECT r.ord, m.seq, m.id, m.sender_id, m.timestamp_ms, m.msg_type, m.content
+             FROM unnest($1::uuid[], $2::int8[], $3::int8[])
+                 WITH ORDINALITY AS r(recipient, after_seq, lim, ord)
+             CROSS JOIN LATERAL (
+                 SELECT seq, id, sender_id, timestamp_ms, msg_type, content FROM messages
+                 WHERE recipient_id = r.recipient AND seq > r.after_seq
+                 ORDER BY seq LIMIT r.lim
+             ) m
+             ORDER BY r.ord, m.seq",
+        )
+        .bind(reads.iter().map(|r| r.user).collect::<Vec<_>>())
+        .bind(reads.iter().map(|r| r.after_seq).collect::<Vec<_>>())
+        .bind(reads.iter().map(|r| i64::from(r.limit)).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut pages: Vec<Vec<StoredMessage>> = vec![Vec::new(); reads.len()];
+        for r in &rows {
+            let ord: i64 = r.try_get("ord")?;
+            let page = usize::try_from(ord - 1)
+                .ok()
+                .and_then(|i| pages.get_mut(i))
+                .ok_or_else(|| StoreError::Corrupt(format!("read batch ordinal {ord}")))?;
+            page.push(StoredMessage {
+                seq: r.try_get("seq")?,
+                id: r.try_get("id")?,
+                sender: r.try_get("sender_id")?,
+                timestamp_ms: r.try_get("timestamp_ms")?,
+                msg_type: r.try_get("msg_type")?,
+                content: r.try_get("content")?,
+            });
+        }
+        Ok(pages)
     }
 }
 
@@ -606,27 +678,13 @@ impl Store for PgStore {
         after_seq: i64,
         limit: u32,
     ) -> StoreResult<Vec<StoredMessage>> {
-        let rows = sqlx::query(
-            "SELECT seq, id, sender_id, timestamp_ms, msg_type, content FROM messages
-             WHERE recipient_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(user)
-        .bind(after_seq)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredMessage {
-                    seq: r.try_get("seq")?,
-                    id: r.try_get("id")?,
-                    sender: r.try_get("sender_id")?,
-                    timestamp_ms: r.try_get("timestamp_ms")?,
-                    msg_type: r.try_get("msg_type")?,
-                    content: r.try_get("content")?,
-                })
+        self.reads
+            .read(Read {
+                user,
+                after_seq,
+                limit,
             })
-            .collect()
+            .await
     }
 
     async fn delete_messages(&self, user: Uuid, ids: &[Uuid]) -> StoreResult<u64> {
@@ -717,7 +775,8 @@ impl Store for PgStore {
     }
 
     async fn cancel_push(&self, user: Uuid, now_ms: i64) -> StoreResult<()> {
-        self.push_cancel(user, now_ms).await
+        // Every ACK flush cancels: one statement per group-commit batch.
+        self.commits.cancel_push(user, now_ms).await
     }
 
     async fn next_push_due(&self) -> StoreResult<Option<i64>> {

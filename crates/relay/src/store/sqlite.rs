@@ -18,7 +18,9 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::group_commit::{BatchWriter, CommitHook, GroupCommit, Outcome, Step, Write, steps};
+use super::group_commit::{
+    BatchWriter, CommitHook, GroupCommit, Outcome, Step, Write, cancels, steps, with_cancels,
+};
 use super::*;
 use crate::domain::sessions::{TokenState, classify_refresh_token};
 
@@ -209,8 +211,22 @@ impl BatchWriter for SqliteBatchWriter {
                 }
             }
         }
+        if let Some((users, now_ms)) = cancels(writes) {
+            // Normally not reached: `cancel_push` looks on a reader first.
+            for user in users {
+                sqlx::query(
+                    "UPDATE push_jobs SET due_at_ms = NULL, attempts = 0
+                     WHERE user_id = ? AND due_at_ms IS NOT NULL
+                       AND (lease_until_ms IS NULL OR lease_until_ms <= ?)",
+                )
+                .bind(user.to_string())
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         tx.commit().await?;
-        Ok(outcomes)
+        Ok(with_cancels(writes, outcomes))
     }
 }
 

@@ -40,19 +40,6 @@ impl PgStore {
         Ok(row.is_some())
     }
 
-    pub(super) async fn push_cancel(&self, user: Uuid, now_ms: i64) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE push_jobs SET due_at_ms = NULL, attempts = 0
-             WHERE user_id = $1 AND due_at_ms IS NOT NULL
-               AND (lease_until_ms IS NULL OR lease_until_ms <= $2)",
-        )
-        .bind(user)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     pub(super) async fn push_next_due(&self) -> StoreResult<Option<i64>> {
         let due: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(GREATEST(due_at_ms, COALESCE(lease_until_ms, 0)))
