@@ -227,11 +227,9 @@ const INSERT_ROWS: usize = 256;
 
 /// Inserts `messages` whose recipient exists; returns the ids stored.
 ///
-/// The recipients' `users` rows are locked before any new row draws its
-/// `seq` (the batch locked them all up front, in id order; the CTE's lock
-/// is then a no-op that keeps this statement correct on its own). They stay
-/// locked until commit, so per recipient `seq` order is commit order — a
-/// delivery cursor can never step over a message that commits late.
+/// Must run after `write_batch` locked the recipients' `users` rows: they
+/// stay locked until commit, so per recipient `seq` order is commit order —
+/// a delivery cursor can never step over a message that commits late.
 async fn insert_messages(
     tx: &mut Transaction<'_, Postgres>,
     messages: &[&NewMessage],
@@ -241,12 +239,10 @@ async fn insert_messages(
         "WITH v AS (
              SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::int4[], $6::bytea[], $7::int8[])
                  WITH ORDINALITY AS v(id, recipient, sender, ts, typ, content, exp, ord)
-         ), recipient AS (
-             SELECT id FROM users WHERE id IN (SELECT recipient FROM v) ORDER BY id FOR NO KEY UPDATE
          )
          INSERT INTO messages (id, recipient_id, sender_id, timestamp_ms, msg_type, content, expires_at)
          SELECT v.id, v.recipient, v.sender, v.ts, v.typ, v.content, v.exp
-         FROM v JOIN recipient ON recipient.id = v.recipient ORDER BY v.ord
+         FROM v JOIN users ON users.id = v.recipient ORDER BY v.ord
          RETURNING id, seq",
     )
     .bind(column(|m| m.id))

@@ -212,18 +212,17 @@ impl BatchWriter for SqliteBatchWriter {
             }
         }
         if let Some((users, now_ms)) = cancels(writes) {
-            // Normally not reached: `cancel_push` looks on a reader first.
+            let placeholders = vec!["?"; users.len()].join(", ");
+            let sql = format!(
+                "UPDATE push_jobs SET due_at_ms = NULL, attempts = 0
+                 WHERE user_id IN ({placeholders}) AND due_at_ms IS NOT NULL
+                   AND (lease_until_ms IS NULL OR lease_until_ms <= ?)"
+            );
+            let mut query = sqlx::query(&sql);
             for user in users {
-                sqlx::query(
-                    "UPDATE push_jobs SET due_at_ms = NULL, attempts = 0
-                     WHERE user_id = ? AND due_at_ms IS NOT NULL
-                       AND (lease_until_ms IS NULL OR lease_until_ms <= ?)",
-                )
-                .bind(user.to_string())
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
+                query = query.bind(user.to_string());
             }
+            query.bind(now_ms).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(with_cancels(writes, outcomes))

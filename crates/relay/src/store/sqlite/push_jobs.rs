@@ -39,27 +39,19 @@ impl SqliteStore {
     }
 
     pub(super) async fn push_cancel(&self, user: Uuid, now_ms: i64) -> StoreResult<()> {
-        let id = user.to_string();
         // Every ACK batch lands here: look on a reader before taking the writer.
         let pending: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM push_jobs WHERE user_id = ? AND due_at_ms IS NOT NULL",
         )
-        .bind(&id)
+        .bind(user.to_string())
         .fetch_optional(&self.reader)
         .await?;
         if pending.is_none() {
             return Ok(());
         }
-        sqlx::query(
-            "UPDATE push_jobs SET due_at_ms = NULL, attempts = 0
-             WHERE user_id = ? AND due_at_ms IS NOT NULL
-               AND (lease_until_ms IS NULL OR lease_until_ms <= ?)",
-        )
-        .bind(&id)
-        .bind(now_ms)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        // The write itself rides the next group commit (one statement for
+        // all of that batch's cancels).
+        self.commits.cancel_push(user, now_ms).await
     }
 
     pub(super) async fn push_next_due(&self) -> StoreResult<Option<i64>> {
