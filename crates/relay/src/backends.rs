@@ -99,15 +99,17 @@ pub async fn connect(config: &Config) -> anyhow::Result<Backends> {
             (Arc::new(fanout), Arc::new(limiter))
         }
     };
-    // One node without Redis: this process is the only writer of messages,
-    // so its writer's commit order is the store's `seq` order and sessions
-    // can take new messages from it instead of re-reading the store.
-    // Across nodes another writer interleaves, so signals only say "look".
-    let commits_published = b.redis.is_none() && {
+    // Sessions take this node's new messages from its writer instead of
+    // re-reading the store (each carries its recipient's previous `seq`, so
+    // a session knows whether it missed one, e.g. from another node); the
+    // fan-out tells other nodes "look" as usual.
+    let commits_published = {
         let fanout = fanout.clone();
-        store.store().on_commit(Arc::new(move |recipient, message| {
-            fanout.notify(recipient, Signal::Message(Arc::new(message)));
-        }))
+        store
+            .store()
+            .on_commit(Arc::new(move |recipient, committed| {
+                fanout.notify(recipient, Signal::Message(Arc::new(committed)));
+            }))
     };
     Ok(Backends {
         store,

@@ -195,13 +195,16 @@ mod tests {
         let user = Uuid::new_v4();
         let mut sub = fanout.subscribe(user);
         let message = |seq| {
-            Signal::Message(Arc::new(crate::store::StoredMessage {
-                seq,
-                id: Uuid::new_v4(),
-                sender: Uuid::new_v4(),
-                timestamp_ms: 0,
-                msg_type: 1,
-                content: vec![],
+            Signal::Message(Arc::new(crate::store::group_commit::Committed {
+                message: crate::store::StoredMessage {
+                    seq,
+                    id: Uuid::new_v4(),
+                    sender: Uuid::new_v4(),
+                    timestamp_ms: 0,
+                    msg_type: 1,
+                    content: vec![],
+                },
+                prev_seq: seq - 1,
             }))
         };
         for seq in 0..SIGNAL_QUEUE as i64 {
@@ -214,7 +217,7 @@ mod tests {
         // What was queued stays, in order.
         let seqs: Vec<i64> = std::iter::from_fn(|| sub.signals.try_recv().ok())
             .map(|s| match s {
-                Signal::Message(m) => m.seq,
+                Signal::Message(c) => c.message.seq,
                 other => panic!("unexpected {other:?}"),
             })
             .collect();

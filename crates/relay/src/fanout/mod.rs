@@ -22,10 +22,10 @@ pub use redis::RedisFanout;
 pub enum Signal {
     /// New messages are queued: read the store past your cursor.
     Messages,
-    /// This message was just committed (sent by the store's writer, in
-    /// `seq` order, when it is the only writer): a session that has read
-    /// everything before it may send it without reading the store.
-    Message(std::sync::Arc<crate::store::StoredMessage>),
+    /// This message was just committed by this node's store writer: a
+    /// session that has sent everything up to its `prev_seq` may send it
+    /// without reading the store (otherwise it reads, as for `Messages`).
+    Message(std::sync::Arc<crate::store::group_commit::Committed>),
     /// The one-time pre-key count just fell below the threshold.
     PreKeysLow { remaining: u32 },
 }

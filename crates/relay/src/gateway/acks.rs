@@ -31,6 +31,15 @@ impl AckBatch {
         self.oldest.map(|t| t + MAX_DELAY)
     }
 
+    /// When to flush: at once (its first ACK's time) when full, else the deadline.
+    pub fn due_at(&self) -> Option<Instant> {
+        if self.ids.len() >= MAX_BATCH {
+            self.oldest
+        } else {
+            self.deadline()
+        }
+    }
+
     pub fn take(&mut self) -> Vec<Uuid> {
         self.oldest = None;
         std::mem::take(&mut self.ids)
@@ -57,7 +66,9 @@ mod tests {
         // A later ACK does not push the deadline back.
         assert!(!batch.add([Uuid::new_v4()], now + Duration::from_millis(30)));
         assert_eq!(batch.deadline(), Some(now + MAX_DELAY));
+        assert_eq!(batch.due_at(), Some(now + MAX_DELAY));
         assert!(batch.add((0..98).map(|_| Uuid::new_v4()), now));
+        assert_eq!(batch.due_at(), Some(now), "a full batch is due at once");
         assert_eq!(batch.take().len(), 100);
         assert!(batch.is_empty() && batch.deadline().is_none());
     }

@@ -1,12 +1,15 @@
 //! One live WebSocket session: welcome `PreKeyStatus`, then a delivery
 //! pump that pages the store by sequence (never by timestamp) past a
 //! cursor, woken by fan-out signals — or, once caught up, takes messages
-//! straight from the store's writer (`Signal::Message`, single node);
-//! client ACKs are batched into deletes.
+//! straight from this node's store writer (`Signal::Message`);
+//! client ACKs are batched into deletes, which run beside delivery (one
+//! flush in flight per session) instead of holding it up.
 //!
 //! Invariants: a message is sent at most once per session (the cursor only
 //! moves forward) and deleted only by its recipient's ACK; whatever is not
-//! acknowledged stays queued for the next connection.
+//! acknowledged stays queued for the next connection; every ACK received
+//! is flushed before the session's registration is dropped (a successor
+//! waits for that, so it does not redeliver what was acknowledged).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +17,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use obscura_proto::{PreKeyStatus, WebSocketFrame, web_socket_frame::Payload};
 use prost::Message as _;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -58,6 +62,8 @@ pub struct Session {
     /// Highest sequence number sent in this session.
     cursor: i64,
     acks: AckBatch,
+    /// The ACK flush in progress, if any (at most one per session).
+    flushing: Option<JoinHandle<()>>,
 }
 
 impl Session {
@@ -68,6 +74,7 @@ impl Session {
             socket,
             cursor: 0,
             acks: AckBatch::default(),
+            flushing: None,
         }
     }
 
@@ -83,7 +90,7 @@ impl Session {
             Ok(end) => end,
             Err(e) => End::Failed(e),
         };
-        self.flush_acks().await;
+        self.finish_acks().await;
         let frame = match &end {
             End::Shutdown => Some((close_code::GOING_AWAY, "server shutting down")),
             End::Closed(Some(CloseReason::Takeover)) => Some((close_code::REPLACED, "takeover")),
@@ -134,21 +141,27 @@ impl Session {
                 sub.take_lagged();
                 wake = self.deliver_page().await?;
             }
-            let flush_at = self.acks.deadline();
+            // While a flush is in flight the batch waits for it.
+            let flush_at = self
+                .flushing
+                .is_none()
+                .then(|| self.acks.due_at())
+                .flatten();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(End::Shutdown),
                 _ = sub.close.cancelled() => return Ok(End::Closed(sub.close_reason())),
                 Some(signal) = sub.signals.recv() => match signal {
                     Signal::Messages => wake = true,
-                    // Sent straight from the writer in `seq` order: when this
-                    // session has read everything before it (no page pending,
-                    // no signal lost), it is the next message — no store read.
-                    Signal::Message(message) => {
-                        if wake || sub.take_lagged() {
+                    // Sent straight from the writer: when this session has
+                    // sent everything up to the recipient's previous message
+                    // (and has no page pending, no signal lost), this is the
+                    // next one — no store read. Else read, as for `Messages`.
+                    Signal::Message(committed) => {
+                        if wake || sub.take_lagged() || committed.prev_seq > self.cursor {
                             wake = true;
-                        } else if message.seq > self.cursor {
-                            self.deliver(&message).await?;
+                        } else if committed.message.seq > self.cursor {
+                            self.deliver(&committed.message).await?;
                         }
                     }
                     Signal::PreKeysLow { remaining } => self.send_pre_key_status(remaining).await?,
@@ -165,13 +178,14 @@ impl Session {
                     // A close frame, end of stream or a broken socket.
                     Some(Ok(_)) | None | Some(Err(_)) => return Ok(End::ClientGone),
                 },
+                _ = flushed(&mut self.flushing), if self.flushing.is_some() => self.flushing = None,
                 _ = keepalive.tick() => {
                     if last_heard.elapsed() > KEEPALIVE_INTERVAL * 3 {
                         return Ok(End::ClientGone);
                     }
                     self.send_message(Message::Ping(Default::default())).await?;
                 }
-                _ = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => self.flush_acks().await,
+                _ = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => self.start_flush(),
                 _ = std::future::ready(()), if wake => {}
                 _ = poll.tick(), if poll_every.is_some() => wake = true,
             }
@@ -208,7 +222,7 @@ impl Session {
                 payload: Some(Payload::Ack(ack)),
             }) => {
                 if self.acks.add(parse_ack_ids(ack.ids()), Instant::now()) {
-                    self.flush_acks().await;
+                    self.start_flush();
                 }
             }
             Ok(_) => tracing::debug!(user = %self.user, "ignoring non-ACK client frame"),
@@ -216,17 +230,30 @@ impl Session {
         }
     }
 
-    async fn flush_acks(&mut self) {
-        if self.acks.is_empty() {
+    /// Starts deleting the acknowledged messages, unless a flush is still
+    /// in flight (the batch then waits for it, and keeps growing).
+    fn start_flush(&mut self) {
+        if self.acks.is_empty() || self.flushing.as_ref().is_some_and(|f| !f.is_finished()) {
             return;
         }
         let ids = self.acks.take();
         crate::metrics::ack_batch(ids.len());
-        if let Err(e) = self.relay.store.delete_messages(self.user, &ids).await {
-            // Not deleted means redelivered later, never lost.
-            tracing::warn!(user = %self.user, error = %e, "failed to delete acknowledged messages");
+        self.flushing = Some(tokio::spawn(delete_acknowledged(
+            self.relay.clone(),
+            self.user,
+            ids,
+        )));
+    }
+
+    /// Waits for the flush in flight, then flushes what is left.
+    async fn finish_acks(&mut self) {
+        if let Some(flush) = self.flushing.take() {
+            let _ = flush.await;
         }
-        self.relay.push.acknowledged(self.user).await;
+        self.start_flush();
+        if let Some(flush) = self.flushing.take() {
+            let _ = flush.await;
+        }
     }
 
     async fn send_pre_key_status(&mut self, remaining: u32) -> Result<(), String> {
@@ -252,5 +279,30 @@ impl Session {
             Ok(Err(e)) => Err(format!("send: {e}")),
             Err(_) => Err("send timed out".into()),
         }
+    }
+}
+
+/// Resolves when the flush in flight has finished (pending when there is none).
+async fn flushed(flushing: &mut Option<JoinHandle<()>>) {
+    match flushing {
+        Some(flush) => {
+            let _ = flush.await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Deletes acknowledged messages and cancels the user's pending wake-up.
+/// Both go to the store's group commit at once, so they usually share a
+/// transaction. Runs as its own task: a session that ends (or fails)
+/// mid-flush cannot cut it short.
+async fn delete_acknowledged(relay: Arc<Relay>, user: Uuid, ids: Vec<Uuid>) {
+    let (deleted, ()) = tokio::join!(
+        relay.store.delete_messages(user, &ids),
+        relay.push.acknowledged(user)
+    );
+    if let Err(e) = deleted {
+        // Not deleted means redelivered later, never lost.
+        tracing::warn!(%user, error = %e, "failed to delete acknowledged messages");
     }
 }

@@ -15,15 +15,19 @@
 //! Invariants:
 //! - a caller is answered only after the transaction holding its write
 //!   committed (or failed: then nothing of it is stored);
-//! - within a batch, writes are applied in arrival order; batches commit
-//!   one at a time (SQLite) or overlap (PostgreSQL, which orders each
-//!   recipient's messages with row locks) — an ACK delete can never
+//! - a batch's enqueues are stored in arrival order; batches commit one at
+//!   a time (SQLite) or may overlap (PostgreSQL, which orders each
+//!   recipient's messages with row locks); an ACK delete can never
 //!   overtake its enqueue, which committed before it was delivered;
-//! - a commit hook sees committed messages in `seq` order (batches are
-//!   then serialized);
+//! - every committed message carries `prev_seq`, its recipient's previous
+//!   `seq`, read inside the same transaction after the recipient was
+//!   locked: a session that has sent everything up to `prev_seq` may send
+//!   it without reading the store, whatever the order in which commits
+//!   from this and other nodes reach it;
 //! - one failing write cannot fail its neighbours: a failed batch is
 //!   retried write by write, so only the culprit gets the error.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
@@ -64,18 +68,35 @@ impl Write {
     }
 }
 
+/// Where a stored message sits in its recipient's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queued {
+    pub seq: i64,
+    /// The recipient's highest `seq` before this message (0: none). No
+    /// message of the recipient lies between `prev_seq` and `seq`.
+    pub prev_seq: i64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// The message's `seq`, or `None` when the recipient does not exist.
-    Enqueued(Option<i64>),
+    /// Where the message was queued, or `None` when the recipient does not exist.
+    Enqueued(Option<Queued>),
     Deleted(u64),
     Cancelled,
 }
 
-/// Called by the writer task with each committed message, in `seq` order,
-/// after its transaction committed and before its sender is answered.
-/// Must not block.
-pub type CommitHook = Arc<dyn Fn(Uuid, StoredMessage) + Send + Sync>;
+/// A message as its writer committed it: enough for a session that is
+/// caught up to `prev_seq` to send it without reading the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub message: StoredMessage,
+    pub prev_seq: i64,
+}
+
+/// Called by the writer task with each committed message (a batch's in
+/// `seq` order), after its transaction committed and before its sender is
+/// answered. Must not block.
+pub type CommitHook = Arc<dyn Fn(Uuid, Committed) + Send + Sync>;
 
 /// A batch cut into statements: runs of consecutive enqueues (at most
 /// `max_rows` each, for one multi-row `INSERT`) and single deletes, in
@@ -115,6 +136,28 @@ pub fn cancels(writes: &[Write]) -> Option<(Vec<Uuid>, i64)> {
     (!users.is_empty()).then_some((users, now))
 }
 
+/// Fills in the `prev_seq` of each message a batch stored. `before` holds
+/// each recipient's highest `seq` before the batch, read in the batch's
+/// transaction once the recipients were locked (absent: no message);
+/// within the batch a recipient's messages chain in `seq` order.
+pub fn link_prev_seqs(writes: &[Write], outcomes: &mut [Outcome], before: &HashMap<Uuid, i64>) {
+    let mut stored: Vec<(i64, Uuid, &mut i64)> = writes
+        .iter()
+        .zip(outcomes.iter_mut())
+        .filter_map(|(write, outcome)| match (write, outcome) {
+            (Write::Enqueue(m), Outcome::Enqueued(Some(q))) => {
+                Some((q.seq, m.recipient, &mut q.prev_seq))
+            }
+            _ => None,
+        })
+        .collect();
+    stored.sort_unstable_by_key(|(seq, _, _)| *seq);
+    let mut last = before.clone();
+    for (seq, recipient, prev) in stored {
+        *prev = last.insert(recipient, seq).unwrap_or(0);
+    }
+}
+
 /// One outcome per write: `step_outcomes` (one per enqueue/delete, in
 /// order) with `Cancelled` put in place of each cancel.
 pub fn with_cancels(writes: &[Write], step_outcomes: Vec<Outcome>) -> Vec<Outcome> {
@@ -150,7 +193,7 @@ pub struct GroupCommit {
 impl GroupCommit {
     /// Starts the writer task on the current Tokio runtime; up to
     /// `max_in_flight` batches commit at once (1 for a single-writer
-    /// database, and always 1 once a commit hook is installed).
+    /// database).
     pub fn spawn(writer: Arc<dyn BatchWriter>, max_in_flight: usize) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
         let hook = Arc::new(OnceLock::new());
@@ -165,7 +208,7 @@ impl GroupCommit {
 
     pub async fn enqueue(&self, message: NewMessage) -> StoreResult<bool> {
         match self.submit(Write::Enqueue(message)).await? {
-            Outcome::Enqueued(seq) => Ok(seq.is_some()),
+            Outcome::Enqueued(queued) => Ok(queued.is_some()),
             _ => Err(mismatch()),
         }
     }
@@ -213,16 +256,8 @@ async fn run(
 ) {
     let slots = Arc::new(Semaphore::new(max_in_flight));
     while let Some(first) = rx.recv().await {
-        // Published commits must reach the hook in `seq` order: then one
-        // batch at a time. Otherwise up to `max_in_flight` overlap (the
-        // backend orders per recipient with row locks).
-        let needed = if hook.get().is_some() {
-            max_in_flight
-        } else {
-            1
-        };
         // A slot first, then drain: whatever arrived meanwhile joins the batch.
-        let Ok(slot) = slots.clone().acquire_many_owned(needed as u32).await else {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
         let mut writes = Vec::new();
@@ -297,23 +332,26 @@ fn published(hook: Option<&CommitHook>, committed: impl Iterator<Item = (Write, 
     let Some(hook) = hook else {
         return;
     };
-    let mut messages: Vec<(Uuid, StoredMessage)> = committed
+    let mut messages: Vec<(Uuid, Committed)> = committed
         .filter_map(|(write, outcome)| match (write, outcome) {
-            (Write::Enqueue(m), Outcome::Enqueued(Some(seq))) => Some((
+            (Write::Enqueue(m), Outcome::Enqueued(Some(q))) => Some((
                 m.recipient,
-                StoredMessage {
-                    seq,
-                    id: m.id,
-                    sender: m.sender,
-                    timestamp_ms: m.timestamp_ms,
-                    msg_type: m.msg_type,
-                    content: m.content,
+                Committed {
+                    message: StoredMessage {
+                        seq: q.seq,
+                        id: m.id,
+                        sender: m.sender,
+                        timestamp_ms: m.timestamp_ms,
+                        msg_type: m.msg_type,
+                        content: m.content,
+                    },
+                    prev_seq: q.prev_seq,
                 },
             )),
             _ => None,
         })
         .collect();
-    messages.sort_by_key(|(_, m)| m.seq);
+    messages.sort_by_key(|(_, c)| c.message.seq);
     for (recipient, message) in messages {
         hook(recipient, message);
     }
@@ -343,7 +381,7 @@ mod tests {
                     Write::Enqueue(m) if m.content.is_empty() => {
                         Err(StoreError::Corrupt("empty".into()))
                     }
-                    Write::Enqueue(_) => Ok(Outcome::Enqueued(Some(1))),
+                    Write::Enqueue(_) => Ok(Outcome::Enqueued(Some(queued(1)))),
                     Write::Delete { ids, .. } => Ok(Outcome::Deleted(ids.len() as u64)),
                     Write::CancelPush { .. } => Ok(Outcome::Cancelled),
                 })
@@ -452,11 +490,11 @@ mod tests {
         assert_eq!(
             with_cancels(
                 &writes,
-                vec![Outcome::Enqueued(Some(3)), Outcome::Deleted(1)]
+                vec![Outcome::Enqueued(Some(queued(3))), Outcome::Deleted(1)]
             ),
             [
                 Outcome::Cancelled,
-                Outcome::Enqueued(Some(3)),
+                Outcome::Enqueued(Some(queued(3))),
                 Outcome::Cancelled,
                 Outcome::Deleted(1)
             ]
@@ -478,7 +516,10 @@ mod tests {
             self.release.notified().await;
             self.active
                 .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            Ok(writes.iter().map(|_| Outcome::Enqueued(Some(1))).collect())
+            Ok(writes
+                .iter()
+                .map(|_| Outcome::Enqueued(Some(queued(1))))
+                .collect())
         }
     }
 
@@ -507,9 +548,55 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn batches_overlap_unless_a_hook_needs_commit_order() {
+    async fn batches_overlap_up_to_the_limit_hook_or_not() {
+        // `prev_seq` makes the order in which commits reach the hook moot.
         assert_eq!(active_after_second_write(false).await, 2);
-        assert_eq!(active_after_second_write(true).await, 1);
+        assert_eq!(active_after_second_write(true).await, 2);
+    }
+
+    fn queued(seq: i64) -> Queued {
+        Queued { seq, prev_seq: 0 }
+    }
+
+    #[test]
+    fn prev_seqs_chain_per_recipient_from_the_stored_maximum() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let to = |recipient| {
+            let mut m = message(vec![1]);
+            m.recipient = recipient;
+            Write::Enqueue(m)
+        };
+        let writes = vec![
+            to(a),
+            to(b),
+            Write::Delete {
+                user: a,
+                ids: vec![],
+            },
+            to(a),
+            to(b),
+            to(a),
+        ];
+        // Seqs as a backend may assign them (not necessarily in arrival
+        // order); the 5th write's recipient vanished (not stored).
+        let mut outcomes = vec![
+            Outcome::Enqueued(Some(queued(12))),
+            Outcome::Enqueued(Some(queued(11))),
+            Outcome::Deleted(0),
+            Outcome::Enqueued(Some(queued(10))),
+            Outcome::Enqueued(None),
+            Outcome::Enqueued(Some(queued(14))),
+        ];
+        let before = HashMap::from([(a, 7)]);
+        link_prev_seqs(&writes, &mut outcomes, &before);
+        let prev: Vec<Option<i64>> = outcomes
+            .iter()
+            .map(|o| match o {
+                Outcome::Enqueued(q) => q.map(|q| q.prev_seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(prev, [Some(10), Some(0), None, Some(7), None, Some(12)]);
     }
 
     /// On the test's single-threaded runtime, a few yields let every

@@ -249,10 +249,9 @@ pub trait Store: Send + Sync + 'static {
     // --- messages -----------------------------------------------------------
     /// Durably queues a message. `false` if the recipient does not exist.
     async fn enqueue_message(&self, message: NewMessage) -> StoreResult<bool>;
-    /// Asks to be told of every message this process commits, in `seq`
-    /// order, right after its commit (see [`group_commit::CommitHook`]).
-    /// Only complete when this process is the only writer of messages;
-    /// `false` if the backend does not support it.
+    /// Asks to be told of every message this process commits, right after
+    /// its commit (see [`group_commit::CommitHook`]); `false` if the
+    /// backend does not support it.
     fn on_commit(&self, _hook: group_commit::CommitHook) -> bool {
         false
     }

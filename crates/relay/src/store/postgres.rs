@@ -15,6 +15,7 @@
 //! (`--database-schema`), created at start; migrations are embedded and
 //! applied under sqlx's advisory lock, so nodes may start together.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use sqlx::{ConnectOptions, Connection, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::group_commit::{
-    BatchWriter, CommitHook, GroupCommit, Outcome, Step, Write, cancels, steps, with_cancels,
+    BatchWriter, CommitHook, GroupCommit, Outcome, Queued, Write, cancels, link_prev_seqs,
 };
 use super::group_read::{BatchReader, GroupRead, Read};
 use super::*;
@@ -233,7 +234,7 @@ const INSERT_ROWS: usize = 256;
 async fn insert_messages(
     tx: &mut Transaction<'_, Postgres>,
     messages: &[&NewMessage],
-) -> StoreResult<std::collections::HashMap<Uuid, i64>> {
+) -> StoreResult<HashMap<Uuid, i64>> {
     let column = |f: fn(&NewMessage) -> Uuid| messages.iter().map(|m| f(m)).collect::<Vec<_>>();
     let rows = sqlx::query(
         "WITH v AS (
@@ -262,12 +263,11 @@ async fn insert_messages(
 #[async_trait]
 impl BatchWriter for PgBatchWriter {
     async fn write_batch(&self, writes: &[Write]) -> StoreResult<Vec<Outcome>> {
-        let mut outcomes = Vec::with_capacity(writes.len());
         let mut tx = self.pool.begin().await?;
-        // Lock every recipient of the batch first, in id order: batches
-        // commit concurrently, and a batch's inserts come in several
-        // statements (split around deletes), so locking per statement could
-        // take the same rows in different orders in two batches — deadlock.
+        // Lock every recipient of the batch first, in id order, so that two
+        // batches (of this node or another) never take the same rows in
+        // different orders: no deadlock, and per recipient `seq` order is
+        // commit order.
         let mut recipients: Vec<Uuid> = writes
             .iter()
             .filter_map(|w| match w {
@@ -277,34 +277,40 @@ impl BatchWriter for PgBatchWriter {
             .collect();
         recipients.sort_unstable();
         recipients.dedup();
+        let mut before = HashMap::new();
         if !recipients.is_empty() {
             sqlx::query("SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
                 .bind(&recipients)
                 .execute(&mut *tx)
                 .await?;
-        }
-        for step in steps(writes, INSERT_ROWS) {
-            match step {
-                Step::Insert(run) => {
-                    let stored = insert_messages(&mut tx, &run).await?;
-                    outcomes.extend(
-                        run.iter()
-                            .map(|m| Outcome::Enqueued(stored.get(&m.id).copied())),
-                    );
-                }
-                Step::Delete { user, ids } => {
-                    let deleted = sqlx::query(
-                        "DELETE FROM messages WHERE recipient_id = $1 AND id = ANY($2)",
-                    )
-                    .bind(user)
-                    .bind(ids)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    outcomes.push(Outcome::Deleted(deleted));
-                }
+            // A statement of its own: its snapshot is taken after the locks
+            // were granted, so it sees every message committed before.
+            for row in sqlx::query(
+                "SELECT recipient_id, max(seq) AS seq FROM messages
+                 WHERE recipient_id = ANY($1) GROUP BY recipient_id",
+            )
+            .bind(&recipients)
+            .fetch_all(&mut *tx)
+            .await?
+            {
+                before.insert(row.try_get("recipient_id")?, row.try_get("seq")?);
             }
         }
+        let enqueues: Vec<&NewMessage> = writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Enqueue(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        let mut stored = HashMap::with_capacity(enqueues.len());
+        for run in enqueues.chunks(INSERT_ROWS) {
+            stored.extend(insert_messages(&mut tx, run).await?);
+        }
+        // All of the batch's ACK deletes in one statement, after its
+        // inserts: an ACK names a message that was delivered, so committed
+        // by an earlier batch — never one of this batch.
+        let deleted = delete_acknowledged(&mut tx, writes).await?;
         if let Some((users, now_ms)) = cancels(writes) {
             sqlx::query(
                 "UPDATE push_jobs SET due_at_ms = NULL, attempts = 0
@@ -317,8 +323,52 @@ impl BatchWriter for PgBatchWriter {
             .await?;
         }
         tx.commit().await?;
-        Ok(with_cancels(writes, outcomes))
+        let mut outcomes: Vec<Outcome> = writes
+            .iter()
+            .map(|w| match w {
+                Write::Enqueue(m) => {
+                    Outcome::Enqueued(stored.get(&m.id).map(|&seq| Queued { seq, prev_seq: 0 }))
+                }
+                Write::Delete { user, ids } => Outcome::Deleted(
+                    ids.iter()
+                        .filter(|id| deleted.contains(&(*user, **id)))
+                        .count() as u64,
+                ),
+                Write::CancelPush { .. } => Outcome::Cancelled,
+            })
+            .collect();
+        link_prev_seqs(writes, &mut outcomes, &before);
+        Ok(outcomes)
     }
+}
+
+/// Deletes every `(recipient, id)` the batch's ACKs name; returns the pairs deleted.
+async fn delete_acknowledged(
+    tx: &mut Transaction<'_, Postgres>,
+    writes: &[Write],
+) -> StoreResult<std::collections::HashSet<(Uuid, Uuid)>> {
+    let (mut users, mut ids) = (Vec::new(), Vec::new());
+    for write in writes {
+        if let Write::Delete { user, ids: acked } = write {
+            users.extend(std::iter::repeat_n(*user, acked.len()));
+            ids.extend_from_slice(acked);
+        }
+    }
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows = sqlx::query(
+        "DELETE FROM messages m USING unnest($1::uuid[], $2::uuid[]) AS d(recipient_id, id)
+         WHERE m.id = d.id AND m.recipient_id = d.recipient_id
+         RETURNING m.recipient_id, m.id",
+    )
+    .bind(&users)
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("recipient_id")?, r.try_get("id")?)))
+        .collect()
 }
 
 /// Delivery-read queries running at once (the pool serves everything else
@@ -857,17 +907,8 @@ mod tests {
     /// A store in a fresh schema of the test database, or `None` (skip)
     /// when PostgreSQL is not reachable and `OBSCURA_REQUIRE_BACKENDS` is unset.
     async fn test_store(test: &str) -> Option<(Arc<PgStore>, String)> {
-        let url = std::env::var("OBSCURA_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let schema = format!("t_unit_{}", &Uuid::new_v4().simple().to_string()[..12]);
-        let settings = PgSettings {
-            url,
-            schema: Some(schema.clone()),
-            max_connections: 8,
-            acquire_timeout: Duration::from_secs(10),
-            backoff: Backoff::new(Duration::from_millis(100), Duration::from_millis(500)),
-        };
-        match PgStore::open(&settings).await {
+        match PgStore::open(&test_settings(&schema)).await {
             Ok(store) => Some((Arc::new(store), schema)),
             Err(e) if std::env::var("OBSCURA_REQUIRE_BACKENDS").is_ok_and(|v| v == "1") => {
                 panic!("{test}: PostgreSQL required: {e}")
@@ -877,6 +918,17 @@ mod tests {
                 let _ = writeln!(std::io::stderr(), "SKIPPED {test}: PostgreSQL: {e}");
                 None
             }
+        }
+    }
+
+    fn test_settings(schema: &str) -> PgSettings {
+        PgSettings {
+            url: std::env::var("OBSCURA_TEST_DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+            schema: Some(schema.to_owned()),
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(10),
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_millis(500)),
         }
     }
 
@@ -915,6 +967,68 @@ mod tests {
             .unwrap();
         assert_eq!(created, CreateUser::Created);
         id
+    }
+
+    /// Two nodes (two stores on one schema) write to the same recipients at
+    /// once. Each committed message must name the seq of its recipient's
+    /// message just before it as `prev_seq`: a session that takes messages
+    /// from its node's writer relies on it to notice one the other node wrote.
+    #[tokio::test]
+    async fn prev_seq_names_the_previous_message_across_nodes() {
+        let Some((a, schema)) =
+            test_store("prev_seq_names_the_previous_message_across_nodes").await
+        else {
+            return;
+        };
+        let b = Arc::new(PgStore::open(&test_settings(&schema)).await.unwrap());
+        let committed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        for store in [&a, &b] {
+            let committed = committed.clone();
+            assert!(store.on_commit(Arc::new(move |recipient, c| {
+                committed
+                    .lock()
+                    .unwrap()
+                    .push((recipient, c.message.seq, c.prev_seq));
+            })));
+        }
+        let recipients = [user(&a, 0).await, user(&a, 0).await];
+        const TASKS: usize = 8;
+        const EACH: usize = 30;
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|i| {
+                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+                tokio::spawn(async move {
+                    for k in 0..EACH {
+                        let stored = store
+                            .enqueue_message(NewMessage {
+                                id: Uuid::new_v4(),
+                                recipient: recipients[(i + k) % 2],
+                                sender: Uuid::new_v4(),
+                                timestamp_ms: 0,
+                                msg_type: 1,
+                                content: vec![1],
+                                expires_at: i64::MAX,
+                            })
+                            .await
+                            .unwrap();
+                        assert!(stored);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut committed = committed.lock().unwrap().clone();
+        assert_eq!(committed.len(), TASKS * EACH);
+        committed.sort_by_key(|&(_, seq, _)| seq);
+        let mut last = HashMap::new();
+        for (recipient, seq, prev_seq) in committed {
+            let expected = last.insert(recipient, seq).unwrap_or(0);
+            assert_eq!(prev_seq, expected, "prev_seq of message {seq}");
+        }
+        b.close().await;
+        drop_schema(&a, &schema).await;
     }
 
     /// Concurrent senders to one recipient while a pump pages by cursor,

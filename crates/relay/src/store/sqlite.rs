@@ -19,7 +19,8 @@ use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::group_commit::{
-    BatchWriter, CommitHook, GroupCommit, Outcome, Step, Write, cancels, steps, with_cancels,
+    BatchWriter, CommitHook, GroupCommit, Outcome, Queued, Step, Write, cancels, link_prev_seqs,
+    steps, with_cancels,
 };
 use super::*;
 use crate::domain::sessions::{TokenState, classify_refresh_token};
@@ -196,14 +197,19 @@ impl BatchWriter for SqliteBatchWriter {
     async fn write_batch(&self, writes: &[Write]) -> StoreResult<Vec<Outcome>> {
         let mut outcomes = Vec::with_capacity(writes.len());
         let mut tx = self.writer.begin().await?;
+        // One writer: nothing else can store a message until this commits.
+        let before = latest_seqs(&mut tx, writes).await?;
         for step in steps(writes, INSERT_ROWS) {
             match step {
                 Step::Insert(run) => {
                     let stored = insert_messages(&mut tx, &run).await?;
-                    outcomes.extend(
-                        run.iter()
-                            .map(|m| Outcome::Enqueued(stored.get(&m.id.to_string()).copied())),
-                    );
+                    outcomes.extend(run.iter().map(|m| {
+                        Outcome::Enqueued(
+                            stored
+                                .get(&m.id.to_string())
+                                .map(|&seq| Queued { seq, prev_seq: 0 }),
+                        )
+                    }));
                 }
                 Step::Delete { user, ids } => {
                     let deleted = delete_for(&mut tx, user, ids).await?;
@@ -225,8 +231,44 @@ impl BatchWriter for SqliteBatchWriter {
             query.bind(now_ms).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(with_cancels(writes, outcomes))
+        let mut outcomes = with_cancels(writes, outcomes);
+        link_prev_seqs(writes, &mut outcomes, &before);
+        Ok(outcomes)
     }
+}
+
+/// The highest `seq` queued for each recipient of the batch's enqueues.
+async fn latest_seqs(
+    tx: &mut Transaction<'_, Sqlite>,
+    writes: &[Write],
+) -> StoreResult<std::collections::HashMap<Uuid, i64>> {
+    let mut recipients: Vec<String> = writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Enqueue(m) => Some(m.recipient.to_string()),
+            _ => None,
+        })
+        .collect();
+    recipients.sort_unstable();
+    recipients.dedup();
+    let mut latest = std::collections::HashMap::new();
+    // Bounded by MAX_BATCH_WRITES (512), below SQLite's 32,766 variables.
+    if recipients.is_empty() {
+        return Ok(latest);
+    }
+    let placeholders = vec!["?"; recipients.len()].join(", ");
+    let sql = format!(
+        "SELECT recipient_id, max(seq) AS seq FROM messages
+         WHERE recipient_id IN ({placeholders}) GROUP BY recipient_id"
+    );
+    let mut query = sqlx::query(&sql);
+    for r in &recipients {
+        query = query.bind(r);
+    }
+    for row in query.fetch_all(&mut **tx).await? {
+        latest.insert(uuid_col(&row, "recipient_id")?, row.try_get("seq")?);
+    }
+    Ok(latest)
 }
 
 #[async_trait]
@@ -746,6 +788,35 @@ mod tests {
             one_time_pre_keys: keys,
             max_one_time_pre_keys: 100,
         }
+    }
+
+    /// Each committed message names its recipient's latest queued seq
+    /// before it: the previous message, or an older one once that was ACKed.
+    #[tokio::test]
+    async fn committed_messages_name_the_recipients_previous_seq() {
+        let (_dir, store, user) = store_with_user(0).await;
+        let committed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = committed.clone();
+        assert!(store.on_commit(Arc::new(move |recipient, c| {
+            assert_eq!(recipient, user);
+            seen.lock()
+                .unwrap()
+                .push((c.message.id, c.message.seq, c.prev_seq));
+        })));
+        let first = message(user);
+        let second = message(user);
+        let (first_id, second_id) = (first.id, second.id);
+        assert!(store.enqueue_message(first).await.unwrap());
+        assert!(store.enqueue_message(second).await.unwrap());
+        assert_eq!(store.delete_messages(user, &[second_id]).await.unwrap(), 1);
+        assert!(store.enqueue_message(message(user)).await.unwrap());
+        let committed = committed.lock().unwrap().clone();
+        let [(id1, seq1, prev1), (id2, seq2, prev2), (_, seq3, prev3)] = committed[..] else {
+            panic!("expected 3 commits, got {committed:?}");
+        };
+        assert_eq!((id1, id2), (first_id, second_id));
+        assert!(seq1 < seq2 && seq2 < seq3);
+        assert_eq!((prev1, prev2, prev3), (0, seq1, seq1));
     }
 
     fn message(recipient: Uuid) -> NewMessage {
