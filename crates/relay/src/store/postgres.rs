@@ -284,16 +284,23 @@ impl BatchWriter for PgBatchWriter {
                 .execute(&mut *tx)
                 .await?;
             // A statement of its own: its snapshot is taken after the locks
-            // were granted, so it sees every message committed before.
+            // were granted, so it sees every message committed before. One
+            // backward index scan per recipient (`max()` over `= ANY` was
+            // planned as a bitmap scan, which visits the dead rows of every
+            // ACKed message until vacuum: its cost grew through a run).
             for row in sqlx::query(
-                "SELECT recipient_id, max(seq) AS seq FROM messages
-                 WHERE recipient_id = ANY($1) GROUP BY recipient_id",
+                "SELECT r.id AS recipient_id,
+                        (SELECT m.seq FROM messages m WHERE m.recipient_id = r.id
+                         ORDER BY m.seq DESC LIMIT 1) AS seq
+                 FROM unnest($1::uuid[]) AS r(id)",
             )
             .bind(&recipients)
             .fetch_all(&mut *tx)
             .await?
             {
-                before.insert(row.try_get("recipient_id")?, row.try_get("seq")?);
+                if let Some(seq) = row.try_get::<Option<i64>, _>("seq")? {
+                    before.insert(row.try_get("recipient_id")?, seq);
+                }
             }
         }
         let enqueues: Vec<&NewMessage> = writes
