@@ -15,6 +15,7 @@ use futures::{StreamExt, TryStreamExt};
 use reqwest::Url;
 use serde::Serialize;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::relay::api;
 use crate::report::{Table, emit, rate};
@@ -143,7 +144,11 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
     let base = &args.url;
     let steps = args.steps.clamp(1, args.n);
     let offset = rand::random::<u32>() % 0x0001_0000;
-    let mut sockets: Vec<api::Gateway> = Vec::with_capacity(args.n as usize);
+    // Each socket is held by a task that reads it as a client would, so
+    // the server's keep-alive pings are answered: a socket that is never
+    // read goes silent, and the relay rightly drops it after 90 s.
+    let stop = CancellationToken::new();
+    let mut sockets: Vec<tokio::task::JoinHandle<bool>> = Vec::with_capacity(args.n as usize);
     let mut samples: Vec<(u32, u64)> = server_before.map(|r| (0, r)).into_iter().collect();
     for step in 1..=steps {
         let upto = u32::try_from(u64::from(args.n) * u64::from(step) / u64::from(steps))?;
@@ -164,7 +169,11 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
             .buffer_unordered(args.connect_concurrency.max(1))
             .try_collect()
             .await?;
-        sockets.extend(opened);
+        sockets.extend(
+            opened
+                .into_iter()
+                .map(|ws| tokio::spawn(hold(ws, stop.clone()))),
+        );
         if step == steps {
             break;
         }
@@ -184,20 +193,11 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
         samples.push((args.n, rss));
     }
 
-    // A socket the server closed has a Close frame (or EOF) waiting.
+    stop.cancel();
     let mut still_open = 0;
-    for ws in &mut sockets {
-        use futures::FutureExt;
-        loop {
-            match ws.next().now_or_never() {
-                // Frames such as PreKeyStatus: keep looking.
-                Some(Some(Ok(m))) if !m.is_close() => continue,
-                Some(_) => break,
-                None => {
-                    still_open += 1;
-                    break;
-                }
-            }
+    for held in sockets {
+        if held.await? {
+            still_open += 1;
         }
     }
     let per_conn = |before: Option<u64>, after: Option<u64>| {
@@ -243,10 +243,26 @@ pub async fn run(args: ConnectionsArgs) -> anyhow::Result<()> {
             bytes(report.generator_bytes_per_connection),
         );
     emit(&table, &report, args.json.as_deref())?;
-    for mut ws in sockets {
-        let _ = futures::SinkExt::close(&mut ws).await;
-    }
     Ok(())
+}
+
+/// Reads a held socket until `stop` (pings are answered on the next read),
+/// then closes it; true if the server had not closed it first.
+async fn hold(mut ws: api::Gateway, stop: CancellationToken) -> bool {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => {
+                let _ = futures::SinkExt::close(&mut ws).await;
+                return true;
+            }
+            frame = ws.next() => match frame {
+                // PreKeyStatus, pings and the like.
+                Some(Ok(m)) if !m.is_close() => {}
+                // A close frame, end of stream or a broken socket.
+                _ => return false,
+            },
+        }
+    }
 }
 
 async fn register(args: &ConnectionsArgs) -> anyhow::Result<Vec<api::User>> {
