@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Compares relay builds on the same machine in the same hour: for each run,
+# for each binary, starts a fresh relay, optionally warms it up, runs
+# `obscura bench relay`, stops it, and prints one line. Runs interleave the
+# binaries, so a machine that gets busier or quieter affects all of them.
+#
+# usage: crates/bench/scripts/ab-relay.sh sqlite|postgres RUNS "BENCH ARGS" BIN...
+#   e.g. ab-relay.sh sqlite 3 "--users 100 --messages 20000 --concurrency 64" \
+#          /tmp/obscura-before target/release/obscura
+# env:   WARMUP       bench args of a run made first on each fresh relay and not
+#                     reported (a new relay opens its PostgreSQL connections and
+#                     prepares its statements on demand), e.g.
+#                     WARMUP="--users 100 --messages 3000 --rate 3000"
+#        DATABASE_URL (postgres; default postgres://postgres@127.0.0.1:5432/test)
+#        REDIS_URL    (postgres; default redis://127.0.0.1:6379)
+# Each line: msg/s accepted, send→201 p99, send→receive percentiles, the
+# exactly-once verdict, and for postgres the transactions committed and the
+# CPU time PostgreSQL's processes used during the measured run.
+set -euo pipefail
+
+BACKEND=$1
+RUNS=$2
+ARGS=$3
+shift 3
+DB=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+REDIS=${REDIS_URL:-redis://127.0.0.1:6379}
+PORT=3470
+DIR=$(mktemp -d /tmp/obscura-ab.XXXXXX)
+# Benchmark-only settings: cheap password hashing and rate limits a single
+# load generator does not trip (docs/performance.md, "Starting the servers").
+BENCH_FLAGS=(--argon2-memory-kib 1024 --argon2-iterations 1
+  --auth-rate-limit-per-sec 100000 --auth-rate-limit-burst 100000
+  --ip-rate-limit-per-sec 100000 --ip-rate-limit-burst 100000
+  --rate-limit-per-sec 1000000 --rate-limit-burst 1000000)
+
+pg() { psql "$DB" -tAc "$1"; }
+pg_cpu_ticks() { # utime + stime of every PostgreSQL process, in clock ticks
+  for p in $(pgrep -x postgres); do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done |
+    awk '{s += $1} END {print s + 0}'
+}
+
+relay=""
+schema=""
+stop_relay() {
+  [ -n "$relay" ] && kill "$relay" 2>/dev/null && wait "$relay" 2>/dev/null
+  relay=""
+  [ -n "$schema" ] && pg "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1
+  schema=""
+  return 0
+}
+trap 'stop_relay; rm -rf "$DIR"' EXIT
+
+for r in $(seq 1 "$RUNS"); do
+  for bin in "$@"; do
+    rm -rf "$DIR/data"
+    backend_flags=()
+    if [ "$BACKEND" = postgres ]; then
+      schema=ab_$(date +%s%N | tail -c 10)
+      backend_flags=(--database-url "$DB" --database-schema "$schema"
+        --redis-url "$REDIS" --redis-key-prefix "$schema")
+    fi
+    "$bin" relay --listen "127.0.0.1:$PORT" --mgmt-listen "127.0.0.1:$((PORT + 1))" \
+      --data-dir "$DIR/data" "${BENCH_FLAGS[@]}" "${backend_flags[@]}" >"$DIR/relay.log" 2>&1 &
+    relay=$!
+    for _ in $(seq 1 300); do
+      curl -sf "http://127.0.0.1:$((PORT + 1))/readyz" >/dev/null && break
+      sleep 0.1
+    done
+    url="http://127.0.0.1:$PORT"
+    # shellcheck disable=SC2086 # ARGS and WARMUP are word lists
+    [ -n "${WARMUP:-}" ] && "$bin" bench relay --url "$url" $WARMUP >/dev/null 2>&1
+    extra=""
+    if [ "$BACKEND" = postgres ]; then
+      x0=$(pg "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+      c0=$(pg_cpu_ticks)
+    fi
+    # shellcheck disable=SC2086
+    out=$("$bin" bench relay --url "$url" $ARGS 2>&1) || true
+    if [ "$BACKEND" = postgres ]; then
+      x1=$(pg "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+      c1=$(pg_cpu_ticks)
+      extra=" | transactions $((x1 - x0)) | postgres CPU $(((c1 - c0) * 1000 / $(getconf CLK_TCK))) ms"
+    fi
+    stop_relay
+    sent=$(grep -E '^sent' <<<"$out" | grep -oE '[0-9]+ msg/s' || echo "? msg/s")
+    p99_201=$(grep 'send → 201' <<<"$out" | grep -oE 'p99 [0-9.]+' || echo "p99 ?")
+    receive=$(grep 'send → receive' <<<"$out" | sed -E 's/ +/ /g; s/^send → receive //' || echo "?")
+    verdict=$(grep -oE 'exactly once +[a-z]+' <<<"$out" | sed -E 's/ +/ /g' || echo "exactly once ?")
+    echo "$(basename "$bin") run $r: $sent | send→201 $p99_201 | send→receive $receive | $verdict$extra"
+  done
+done
