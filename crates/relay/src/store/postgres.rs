@@ -976,6 +976,23 @@ mod tests {
         id
     }
 
+    /// Queues a one-byte message for `recipient`, which must exist.
+    async fn enqueue(store: &PgStore, recipient: Uuid) {
+        let stored = store
+            .enqueue_message(NewMessage {
+                id: Uuid::new_v4(),
+                recipient,
+                sender: Uuid::new_v4(),
+                timestamp_ms: 0,
+                msg_type: 1,
+                content: vec![1],
+                expires_at: i64::MAX,
+            })
+            .await
+            .unwrap();
+        assert!(stored);
+    }
+
     /// Two nodes (two stores on one schema) write to the same recipients at
     /// once. Each committed message must name the seq of its recipient's
     /// message just before it as `prev_seq`: a session that takes messages
@@ -1006,19 +1023,7 @@ mod tests {
                 let store = if i % 2 == 0 { a.clone() } else { b.clone() };
                 tokio::spawn(async move {
                     for k in 0..EACH {
-                        let stored = store
-                            .enqueue_message(NewMessage {
-                                id: Uuid::new_v4(),
-                                recipient: recipients[(i + k) % 2],
-                                sender: Uuid::new_v4(),
-                                timestamp_ms: 0,
-                                msg_type: 1,
-                                content: vec![1],
-                                expires_at: i64::MAX,
-                            })
-                            .await
-                            .unwrap();
-                        assert!(stored);
+                        enqueue(&store, recipients[(i + k) % 2]).await;
                     }
                 })
             })
@@ -1055,19 +1060,7 @@ mod tests {
                 let store = store.clone();
                 tokio::spawn(async move {
                     for _ in 0..EACH {
-                        let stored = store
-                            .enqueue_message(NewMessage {
-                                id: Uuid::new_v4(),
-                                recipient,
-                                sender: Uuid::new_v4(),
-                                timestamp_ms: 0,
-                                msg_type: 1,
-                                content: vec![1],
-                                expires_at: i64::MAX,
-                            })
-                            .await
-                            .unwrap();
-                        assert!(stored);
+                        enqueue(&store, recipient).await;
                     }
                 })
             })
