@@ -256,17 +256,23 @@ async fn latest_seqs(
     if recipients.is_empty() {
         return Ok(latest);
     }
-    let placeholders = vec!["?"; recipients.len()].join(", ");
+    // One backward index lookup per recipient: `max(seq) … GROUP BY` would
+    // read every queued message of a recipient with a long backlog.
+    let rows = vec!["(?)"; recipients.len()].join(", ");
     let sql = format!(
-        "SELECT recipient_id, max(seq) AS seq FROM messages
-         WHERE recipient_id IN ({placeholders}) GROUP BY recipient_id"
+        "SELECT r.column1 AS recipient_id,
+                (SELECT m.seq FROM messages m WHERE m.recipient_id = r.column1
+                 ORDER BY m.seq DESC LIMIT 1) AS seq
+         FROM (VALUES {rows}) AS r"
     );
     let mut query = sqlx::query(&sql);
     for r in &recipients {
         query = query.bind(r);
     }
     for row in query.fetch_all(&mut **tx).await? {
-        latest.insert(uuid_col(&row, "recipient_id")?, row.try_get("seq")?);
+        if let Some(seq) = row.try_get::<Option<i64>, _>("seq")? {
+            latest.insert(uuid_col(&row, "recipient_id")?, seq);
+        }
     }
     Ok(latest)
 }
