@@ -196,8 +196,12 @@ async fn delete_for(
 impl BatchWriter for SqliteBatchWriter {
     async fn write_batch(&self, writes: &[Write]) -> StoreResult<Vec<Outcome>> {
         let mut outcomes = Vec::with_capacity(writes.len());
-        let mut tx = self.writer.begin().await?;
-        // One writer: nothing else can store a message until this commits.
+        // IMMEDIATE: take the write lock before the first read. Then no other
+        // writer (another process on the same file included) can store a
+        // message until this commits, so `latest_seqs` stays exact; and a
+        // deferred transaction that read first could not upgrade to a writer
+        // after someone else's commit (SQLITE_BUSY_SNAPSHOT, no busy wait).
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let before = latest_seqs(&mut tx, writes).await?;
         for step in steps(writes, INSERT_ROWS) {
             match step {
@@ -794,6 +798,30 @@ mod tests {
             one_time_pre_keys: keys,
             max_one_time_pre_keys: 100,
         }
+    }
+
+    /// Two stores (two relay processes) on one database file, writing at
+    /// once: every enqueue succeeds. A batch that read before taking the
+    /// write lock failed with SQLITE_BUSY_SNAPSHOT once the other committed.
+    #[tokio::test]
+    async fn two_writers_on_one_file_both_succeed() {
+        let (dir, a, user) = store_with_user(0).await;
+        let b = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+                tokio::spawn(async move {
+                    for _ in 0..25 {
+                        assert!(store.enqueue_message(message(user)).await.unwrap());
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let queued = a.pending_messages(user, 0, 1000).await.unwrap();
+        assert_eq!(queued.len(), 200);
     }
 
     /// Each committed message names its recipient's latest queued seq
