@@ -111,6 +111,7 @@ pub async fn run(args: cli::RelayArgs) -> anyhow::Result<()> {
     announce("mgmt", mgmt.local_addr()?)?;
 
     let cleanup = jobs::spawn_cleanup(relay.clone(), shutdown.clone());
+    let _delivery_poll = gateway::poll::spawn(relay.clone(), shutdown.clone());
     let timeouts = http::connection::Timeouts::from_config(&relay.config);
     let push_worker = push::queue::spawn_worker(wakeups, providers, shutdown.clone());
     let metrics_upkeep = metrics::spawn_upkeep(shutdown.clone());

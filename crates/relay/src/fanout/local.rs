@@ -1,7 +1,7 @@
 //! The in-process [`Fanout`]: a map from user to their one live session.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -22,6 +22,7 @@ struct Entry {
     close_reason: Arc<Mutex<Option<CloseReason>>>,
     done: CancellationToken,
     lagged: Arc<AtomicBool>,
+    cursor: Arc<AtomicI64>,
 }
 
 impl Entry {
@@ -79,6 +80,7 @@ impl Fanout for LocalFanout {
         let close_reason = Arc::new(Mutex::new(None));
         let done = CancellationToken::new();
         let lagged = Arc::new(AtomicBool::new(false));
+        let cursor = Arc::new(AtomicI64::new(0));
         let mut reg = match self.inner.lock() {
             Ok(reg) => reg,
             Err(poisoned) => poisoned.into_inner(),
@@ -92,6 +94,7 @@ impl Fanout for LocalFanout {
             close_reason: close_reason.clone(),
             done: done.clone(),
             lagged: lagged.clone(),
+            cursor: cursor.clone(),
         };
         let predecessor_done = reg.sessions.insert(user, entry).map(|old| {
             old.close(CloseReason::Replaced);
@@ -104,6 +107,7 @@ impl Fanout for LocalFanout {
             close_reason,
             predecessor_done,
             lagged,
+            cursor,
             _guard: Box::new(Guard {
                 registry: self.inner.clone(),
                 user,
@@ -126,6 +130,17 @@ impl Fanout for LocalFanout {
                 entry.lagged.store(true, Ordering::Release);
                 let _ = entry.signals.try_send(Signal::Messages);
             }
+        }
+    }
+
+    fn cursors(&self) -> Vec<(Uuid, i64)> {
+        match self.inner.lock() {
+            Ok(reg) => reg
+                .sessions
+                .iter()
+                .map(|(user, e)| (*user, e.cursor.load(Ordering::Acquire)))
+                .collect(),
+            Err(_) => Vec::new(),
         }
     }
 
@@ -187,6 +202,17 @@ mod tests {
         for _ in 0..100 {
             fanout.notify(user, Signal::Messages);
         }
+    }
+
+    #[test]
+    fn cursors_list_live_sessions_only() {
+        let fanout = LocalFanout::new();
+        let user = Uuid::new_v4();
+        let sub = fanout.subscribe(user);
+        sub.cursor.store(42, Ordering::Release);
+        assert_eq!(fanout.cursors(), [(user, 42)]);
+        drop(sub);
+        assert!(fanout.cursors().is_empty());
     }
 
     #[test]

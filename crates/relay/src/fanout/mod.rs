@@ -52,6 +52,9 @@ pub struct Subscription {
     /// Set when a signal for this session was dropped (its queue was full):
     /// the `Message` signals it holds are then incomplete.
     pub lagged: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The session's cursor (the highest `seq` it has sent), kept up to
+    /// date by the session for the node's safety-net poll.
+    pub cursor: std::sync::Arc<std::sync::atomic::AtomicI64>,
     pub(crate) _guard: Box<dyn Send + Sync>,
 }
 
@@ -82,9 +85,12 @@ pub trait Fanout: Send + Sync + 'static {
     fn is_connected(&self, _user: Uuid) -> bool {
         false
     }
-    /// How often a live session re-reads the store on its own, when
-    /// signals can be lost (a network between nodes); `None` when they cannot.
+    /// How often the node checks the store for messages its live sessions
+    /// have not been told of, when signals can be lost (a network between
+    /// nodes); `None` when they cannot.
     fn poll_interval(&self) -> Option<std::time::Duration> {
         None
     }
+    /// Each live session on this node: its user and its cursor.
+    fn cursors(&self) -> Vec<(Uuid, i64)>;
 }

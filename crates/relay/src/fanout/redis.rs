@@ -17,8 +17,9 @@
 //! the later INCR survives. A session whose INCR failed (Redis down) counts
 //! as generation 0: it yields to any newer session that got one.
 //!
-//! Pub/sub is a hint, the database is the truth: sessions also re-read the
-//! store every `--delivery-poll-secs` ([`Fanout::poll_interval`]), and
+//! Pub/sub is a hint, the database is the truth: each node also checks the
+//! store for its sessions every `--delivery-poll-secs` ([`Fanout::poll_interval`],
+//! `gateway::poll`), and
 //! after Redis reconnects every local session is woken, so a lost
 //! notification delays delivery by at most one poll and loses nothing.
 
@@ -394,6 +395,10 @@ impl Fanout for RedisFanout {
     /// pending wake-up by connecting or acknowledging.
     fn is_connected(&self, user: Uuid) -> bool {
         self.inner.local.is_connected(user)
+    }
+
+    fn cursors(&self) -> Vec<(Uuid, i64)> {
+        self.inner.local.cursors()
     }
 
     fn poll_interval(&self) -> Option<Duration> {

@@ -6,6 +6,7 @@
 //! takeover replaces it, or the server shuts down.
 
 pub mod acks;
+pub mod poll;
 pub mod session;
 
 use std::time::Duration;

@@ -12,6 +12,7 @@
 //! waits for that, so it does not redeliver what was acknowledged).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -61,6 +62,8 @@ pub struct Session {
     socket: WebSocket,
     /// Highest sequence number sent in this session.
     cursor: i64,
+    /// The same, for the node's safety-net poll (`gateway::poll`).
+    shared_cursor: Arc<AtomicI64>,
     acks: AckBatch,
     /// The ACK flush in progress, if any (at most one per session).
     flushing: Option<JoinHandle<()>>,
@@ -73,6 +76,7 @@ impl Session {
             user,
             socket,
             cursor: 0,
+            shared_cursor: Arc::default(),
             acks: AckBatch::default(),
             flushing: None,
         }
@@ -81,6 +85,7 @@ impl Session {
     /// Runs until the end; `sub` was taken at handshake time, before the
     /// first store read, so nothing enqueued since can be missed.
     pub async fn run(mut self, mut sub: Subscription, shutdown: CancellationToken) {
+        self.shared_cursor = sub.cursor.clone();
         if let Some(done) = sub.predecessor_done.clone() {
             let _ = timeout(PREDECESSOR_GRACE, done.cancelled()).await;
         }
@@ -126,12 +131,9 @@ impl Session {
         if remaining < self.relay.config.prekey_min_threshold {
             self.send_pre_key_status(remaining).await?;
         }
+        // Lost cross-node signals are made up for by the node's poll
+        // (`gateway::poll`), which wakes this session when it is behind.
         let mut wake = true;
-        // Cross-node signals can be lost: then re-read the store now and then.
-        let poll_every = self.relay.fanout.poll_interval();
-        let mut poll = tokio::time::interval(poll_every.unwrap_or(Duration::from_secs(86_400)));
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        poll.reset();
         let mut last_heard = Instant::now();
         let mut keepalive =
             tokio::time::interval_at(Instant::now() + KEEPALIVE_INTERVAL, KEEPALIVE_INTERVAL);
@@ -187,7 +189,6 @@ impl Session {
                 }
                 _ = sleep_until(flush_at.unwrap_or_else(Instant::now)), if flush_at.is_some() => self.start_flush(),
                 _ = std::future::ready(()), if wake => {}
-                _ = poll.tick(), if poll_every.is_some() => wake = true,
             }
         }
     }
@@ -212,6 +213,7 @@ impl Session {
         };
         self.send(frame).await?;
         self.cursor = message.seq;
+        self.shared_cursor.store(message.seq, Ordering::Release);
         crate::metrics::delivered(1);
         Ok(())
     }

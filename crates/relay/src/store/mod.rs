@@ -214,6 +214,9 @@ pub enum PushOutcome {
     Done,
 }
 
+/// Users one [`Store::users_with_pending`] call checks at most.
+pub const PENDING_CHECK_USERS: usize = 1000;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Cheap round trip for readiness checks.
@@ -262,6 +265,9 @@ pub trait Store: Send + Sync + 'static {
         after_seq: i64,
         limit: u32,
     ) -> StoreResult<Vec<StoredMessage>>;
+    /// Of the given `(user, cursor)` pairs, the users with a message past
+    /// their cursor (at most [`PENDING_CHECK_USERS`] pairs per call).
+    async fn users_with_pending(&self, cursors: &[(Uuid, i64)]) -> StoreResult<Vec<Uuid>>;
     /// Deletes `user`'s messages among `ids` (others' ids are ignored).
     async fn delete_messages(&self, user: Uuid, ids: &[Uuid]) -> StoreResult<u64>;
 

@@ -740,6 +740,24 @@ impl Store for PgStore {
             .await
     }
 
+    async fn users_with_pending(&self, cursors: &[(Uuid, i64)]) -> StoreResult<Vec<Uuid>> {
+        debug_assert!(cursors.len() <= PENDING_CHECK_USERS);
+        if cursors.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One index probe (messages_by_recipient) per user.
+        let rows = sqlx::query(
+            "SELECT c.id FROM unnest($1::uuid[], $2::int8[]) AS c(id, after_seq)
+             WHERE EXISTS (SELECT 1 FROM messages m
+                           WHERE m.recipient_id = c.id AND m.seq > c.after_seq)",
+        )
+        .bind(cursors.iter().map(|&(user, _)| user).collect::<Vec<_>>())
+        .bind(cursors.iter().map(|&(_, after)| after).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
     async fn delete_messages(&self, user: Uuid, ids: &[Uuid]) -> StoreResult<u64> {
         self.commits.delete(user, ids.to_vec()).await
     }
@@ -1041,6 +1059,31 @@ mod tests {
         }
         b.close().await;
         drop_schema(&a, &schema).await;
+    }
+
+    #[tokio::test]
+    async fn users_with_pending_are_those_behind_their_cursor() {
+        let Some((store, schema)) =
+            test_store("users_with_pending_are_those_behind_their_cursor").await
+        else {
+            return;
+        };
+        let (user, idle) = (user(&store, 0).await, user(&store, 0).await);
+        enqueue(&store, user).await;
+        let seq = store.pending_messages(user, 0, 10).await.unwrap()[0].seq;
+        let behind = |after| vec![(user, after), (idle, 0)];
+        assert_eq!(
+            store.users_with_pending(&behind(seq - 1)).await.unwrap(),
+            [user]
+        );
+        assert!(
+            store
+                .users_with_pending(&behind(seq))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        drop_schema(&store, &schema).await;
     }
 
     /// Concurrent senders to one recipient while a pump pages by cursor,

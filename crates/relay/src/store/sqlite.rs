@@ -602,6 +602,26 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn users_with_pending(&self, cursors: &[(Uuid, i64)]) -> StoreResult<Vec<Uuid>> {
+        // 2 variables per user, far below SQLite's 32,766.
+        debug_assert!(cursors.len() <= PENDING_CHECK_USERS);
+        if cursors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = vec!["(?, ?)"; cursors.len()].join(", ");
+        let sql = format!(
+            "SELECT c.column1 AS id FROM (VALUES {rows}) AS c
+             WHERE EXISTS (SELECT 1 FROM messages m
+                           WHERE m.recipient_id = c.column1 AND m.seq > c.column2)"
+        );
+        let mut query = sqlx::query(&sql);
+        for (user, after) in cursors {
+            query = query.bind(user.to_string()).bind(*after);
+        }
+        let rows = query.fetch_all(&self.reader).await?;
+        rows.iter().map(|r| uuid_col(r, "id")).collect()
+    }
+
     async fn delete_messages(&self, user: Uuid, ids: &[Uuid]) -> StoreResult<u64> {
         self.commits.delete(user, ids.to_vec()).await
     }
@@ -798,6 +818,27 @@ mod tests {
             one_time_pre_keys: keys,
             max_one_time_pre_keys: 100,
         }
+    }
+
+    #[tokio::test]
+    async fn users_with_pending_are_those_behind_their_cursor() {
+        let (_dir, store, user) = store_with_user(0).await;
+        assert!(store.enqueue_message(message(user)).await.unwrap());
+        let seq = store.pending_messages(user, 0, 10).await.unwrap()[0].seq;
+        let stranger = Uuid::new_v4();
+        let behind = |after| vec![(user, after), (stranger, 0)];
+        assert_eq!(
+            store.users_with_pending(&behind(seq - 1)).await.unwrap(),
+            [user]
+        );
+        assert!(
+            store
+                .users_with_pending(&behind(seq))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(store.users_with_pending(&[]).await.unwrap().is_empty());
     }
 
     /// Two stores (two relay processes) on one database file, writing at
