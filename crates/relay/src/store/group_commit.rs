@@ -136,11 +136,26 @@ pub fn cancels(writes: &[Write]) -> Option<(Vec<Uuid>, i64)> {
     (!users.is_empty()).then_some((users, now))
 }
 
+/// The distinct recipients of a batch's enqueues, in id order (the order
+/// PostgreSQL locks them in).
+pub fn recipients(writes: &[Write]) -> Vec<Uuid> {
+    let mut recipients: Vec<Uuid> = writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Enqueue(m) => Some(m.recipient),
+            _ => None,
+        })
+        .collect();
+    recipients.sort_unstable();
+    recipients.dedup();
+    recipients
+}
+
 /// Fills in the `prev_seq` of each message a batch stored. `before` holds
 /// each recipient's highest `seq` before the batch, read in the batch's
 /// transaction once the recipients were locked (absent: no message);
 /// within the batch a recipient's messages chain in `seq` order.
-pub fn link_prev_seqs(writes: &[Write], outcomes: &mut [Outcome], before: &HashMap<Uuid, i64>) {
+pub fn link_prev_seqs(writes: &[Write], outcomes: &mut [Outcome], before: HashMap<Uuid, i64>) {
     let mut stored: Vec<(i64, Uuid, &mut i64)> = writes
         .iter()
         .zip(outcomes.iter_mut())
@@ -152,7 +167,7 @@ pub fn link_prev_seqs(writes: &[Write], outcomes: &mut [Outcome], before: &HashM
         })
         .collect();
     stored.sort_unstable_by_key(|(seq, _, _)| *seq);
-    let mut last = before.clone();
+    let mut last = before;
     for (seq, recipient, prev) in stored {
         *prev = last.insert(recipient, seq).unwrap_or(0);
     }
@@ -588,7 +603,7 @@ mod tests {
             Outcome::Enqueued(Some(queued(14))),
         ];
         let before = HashMap::from([(a, 7)]);
-        link_prev_seqs(&writes, &mut outcomes, &before);
+        link_prev_seqs(&writes, &mut outcomes, before);
         let prev: Vec<Option<i64>> = outcomes
             .iter()
             .map(|o| match o {

@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use super::group_commit::{
     BatchWriter, CommitHook, GroupCommit, Outcome, Queued, Write, cancels, link_prev_seqs,
+    recipients,
 };
 use super::group_read::{BatchReader, GroupRead, Read};
 use super::*;
@@ -268,15 +269,7 @@ impl BatchWriter for PgBatchWriter {
         // batches (of this node or another) never take the same rows in
         // different orders: no deadlock, and per recipient `seq` order is
         // commit order.
-        let mut recipients: Vec<Uuid> = writes
-            .iter()
-            .filter_map(|w| match w {
-                Write::Enqueue(m) => Some(m.recipient),
-                _ => None,
-            })
-            .collect();
-        recipients.sort_unstable();
-        recipients.dedup();
+        let recipients = recipients(writes);
         let mut before = HashMap::new();
         if !recipients.is_empty() {
             sqlx::query("SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
@@ -344,7 +337,7 @@ impl BatchWriter for PgBatchWriter {
                 Write::CancelPush { .. } => Outcome::Cancelled,
             })
             .collect();
-        link_prev_seqs(writes, &mut outcomes, &before);
+        link_prev_seqs(writes, &mut outcomes, before);
         Ok(outcomes)
     }
 }

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::group_commit::{
     BatchWriter, CommitHook, GroupCommit, Outcome, Queued, Step, Write, cancels, link_prev_seqs,
-    steps, with_cancels,
+    recipients, steps, with_cancels,
 };
 use super::*;
 use crate::domain::sessions::{TokenState, classify_refresh_token};
@@ -236,7 +236,7 @@ impl BatchWriter for SqliteBatchWriter {
         }
         tx.commit().await?;
         let mut outcomes = with_cancels(writes, outcomes);
-        link_prev_seqs(writes, &mut outcomes, &before);
+        link_prev_seqs(writes, &mut outcomes, before);
         Ok(outcomes)
     }
 }
@@ -246,15 +246,7 @@ async fn latest_seqs(
     tx: &mut Transaction<'_, Sqlite>,
     writes: &[Write],
 ) -> StoreResult<std::collections::HashMap<Uuid, i64>> {
-    let mut recipients: Vec<String> = writes
-        .iter()
-        .filter_map(|w| match w {
-            Write::Enqueue(m) => Some(m.recipient.to_string()),
-            _ => None,
-        })
-        .collect();
-    recipients.sort_unstable();
-    recipients.dedup();
+    let recipients = recipients(writes);
     let mut latest = std::collections::HashMap::new();
     // Bounded by MAX_BATCH_WRITES (512), below SQLite's 32,766 variables.
     if recipients.is_empty() {
@@ -271,7 +263,7 @@ async fn latest_seqs(
     );
     let mut query = sqlx::query(&sql);
     for r in &recipients {
-        query = query.bind(r);
+        query = query.bind(r.to_string());
     }
     for row in query.fetch_all(&mut **tx).await? {
         if let Some(seq) = row.try_get::<Option<i64>, _>("seq")? {
