@@ -27,7 +27,7 @@
 //! - one failing write cannot fail its neighbours: a failed batch is
 //!   retried write by write, so only the culprit gets the error.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
@@ -98,28 +98,28 @@ pub struct Committed {
 /// answered. Must not block.
 pub type CommitHook = Arc<dyn Fn(Uuid, Committed) + Send + Sync>;
 
-/// A batch cut into statements: runs of consecutive enqueues (at most
-/// `max_rows` each, for one multi-row `INSERT`) and single deletes, in
-/// arrival order. A backend runs them in order and emits one outcome per
-/// write.
-#[derive(Debug)]
-pub enum Step<'a> {
-    Insert(Vec<&'a NewMessage>),
-    Delete { user: Uuid, ids: &'a [Uuid] },
+/// The batch's enqueues, in arrival order.
+pub fn enqueues(writes: &[Write]) -> Vec<&NewMessage> {
+    writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Enqueue(m) => Some(m),
+            _ => None,
+        })
+        .collect()
 }
 
-pub fn steps(writes: &[Write], max_rows: usize) -> Vec<Step<'_>> {
-    let mut steps = Vec::new();
-    for write in writes {
-        match (write, steps.last_mut()) {
-            (Write::Enqueue(m), Some(Step::Insert(run))) if run.len() < max_rows => run.push(m),
-            (Write::Enqueue(m), _) => steps.push(Step::Insert(vec![m])),
-            (Write::Delete { user, ids }, _) => steps.push(Step::Delete { user: *user, ids }),
-            // Not a step: see `cancels` and `with_cancels`.
-            (Write::CancelPush { .. }, _) => {}
-        }
-    }
-    steps
+/// Every `(recipient, message id)` the batch's ACKs name. A backend deletes
+/// them all in one statement after its inserts: an ACK names a message that
+/// was delivered, so committed by an earlier batch — never one of this one.
+pub fn acknowledged(writes: &[Write]) -> Vec<(Uuid, Uuid)> {
+    writes
+        .iter()
+        .flat_map(|w| match w {
+            Write::Delete { user, ids } => ids.iter().map(|id| (*user, *id)).collect(),
+            _ => Vec::new(),
+        })
+        .collect()
 }
 
 /// The users whose wake-ups a batch cancels, and the earliest `now_ms`
@@ -173,15 +173,27 @@ pub fn link_prev_seqs(writes: &[Write], outcomes: &mut [Outcome], before: HashMa
     }
 }
 
-/// One outcome per write: `step_outcomes` (one per enqueue/delete, in
-/// order) with `Cancelled` put in place of each cancel.
-pub fn with_cancels(writes: &[Write], step_outcomes: Vec<Outcome>) -> Vec<Outcome> {
-    let mut steps = step_outcomes.into_iter();
+/// One outcome per write, from what the batch's statements reported:
+/// `stored` maps each inserted message id to its `seq` (absent: recipient
+/// unknown), `deleted` holds the `(recipient, id)` pairs that were deleted.
+/// `prev_seq` is 0 until [`link_prev_seqs`] fills it in.
+pub fn outcomes(
+    writes: &[Write],
+    stored: &HashMap<Uuid, i64>,
+    deleted: &HashSet<(Uuid, Uuid)>,
+) -> Vec<Outcome> {
     writes
         .iter()
-        .filter_map(|w| match w {
-            Write::CancelPush { .. } => Some(Outcome::Cancelled),
-            _ => steps.next(),
+        .map(|w| match w {
+            Write::Enqueue(m) => {
+                Outcome::Enqueued(stored.get(&m.id).map(|&seq| Queued { seq, prev_seq: 0 }))
+            }
+            Write::Delete { user, ids } => Outcome::Deleted(
+                ids.iter()
+                    .filter(|id| deleted.contains(&(*user, **id)))
+                    .count() as u64,
+            ),
+            Write::CancelPush { .. } => Outcome::Cancelled,
         })
         .collect()
 }
@@ -470,48 +482,41 @@ mod tests {
     }
 
     #[test]
-    fn steps_keep_order_and_bound_runs() {
-        let m = || Write::Enqueue(message(vec![1]));
-        let d = || Write::Delete {
-            user: Uuid::new_v4(),
-            ids: vec![Uuid::new_v4()],
-        };
-        let writes = vec![m(), m(), m(), d(), m(), d(), d()];
-        let shape: Vec<String> = steps(&writes, 2)
-            .iter()
-            .map(|s| match s {
-                Step::Insert(run) => format!("i{}", run.len()),
-                Step::Delete { .. } => "d".into(),
-            })
-            .collect();
-        assert_eq!(shape, ["i2", "i1", "d", "i1", "d", "d"]);
-    }
-
-    #[test]
-    fn cancels_become_one_step_and_keep_their_outcome_slot() {
+    fn outcomes_follow_the_writes_and_what_the_statements_reported() {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let (kept, lost) = (message(vec![1]), message(vec![2]));
+        let (acked, gone) = (Uuid::new_v4(), Uuid::new_v4());
         let writes = vec![
             Write::CancelPush { user: a, now_ms: 7 },
-            Write::Enqueue(message(vec![1])),
+            Write::Enqueue(kept.clone()),
             Write::CancelPush { user: b, now_ms: 5 },
             Write::Delete {
                 user: a,
-                ids: vec![Uuid::new_v4()],
+                ids: vec![acked, gone],
+            },
+            Write::Enqueue(lost.clone()),
+            // Same id, other recipient: not this user's message.
+            Write::Delete {
+                user: b,
+                ids: vec![acked],
             },
         ];
-        assert_eq!(steps(&writes, 10).len(), 2);
         assert_eq!(cancels(&writes), Some((vec![a, b], 5)));
         assert_eq!(cancels(&writes[1..2]), None);
+        let ids: Vec<Uuid> = enqueues(&writes).iter().map(|m| m.id).collect();
+        assert_eq!(ids, [kept.id, lost.id]);
+        assert_eq!(acknowledged(&writes), [(a, acked), (a, gone), (b, acked)]);
+        let stored = HashMap::from([(kept.id, 3)]);
+        let deleted = HashSet::from([(a, acked)]);
         assert_eq!(
-            with_cancels(
-                &writes,
-                vec![Outcome::Enqueued(Some(queued(3))), Outcome::Deleted(1)]
-            ),
+            outcomes(&writes, &stored, &deleted),
             [
                 Outcome::Cancelled,
                 Outcome::Enqueued(Some(queued(3))),
                 Outcome::Cancelled,
-                Outcome::Deleted(1)
+                Outcome::Deleted(1),
+                Outcome::Enqueued(None),
+                Outcome::Deleted(0),
             ]
         );
     }

@@ -25,8 +25,8 @@ use sqlx::{ConnectOptions, Connection, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use super::group_commit::{
-    BatchWriter, CommitHook, GroupCommit, Outcome, Queued, Write, cancels, link_prev_seqs,
-    recipients,
+    BatchWriter, CommitHook, GroupCommit, Outcome, Write, acknowledged, cancels, enqueues,
+    link_prev_seqs, outcomes, recipients,
 };
 use super::group_read::{BatchReader, GroupRead, Read};
 use super::*;
@@ -296,21 +296,12 @@ impl BatchWriter for PgBatchWriter {
                 }
             }
         }
-        let enqueues: Vec<&NewMessage> = writes
-            .iter()
-            .filter_map(|w| match w {
-                Write::Enqueue(m) => Some(m),
-                _ => None,
-            })
-            .collect();
-        let mut stored = HashMap::with_capacity(enqueues.len());
-        for run in enqueues.chunks(INSERT_ROWS) {
+        let mut stored = HashMap::new();
+        for run in enqueues(writes).chunks(INSERT_ROWS) {
             stored.extend(insert_messages(&mut tx, run).await?);
         }
-        // All of the batch's ACK deletes in one statement, after its
-        // inserts: an ACK names a message that was delivered, so committed
-        // by an earlier batch — never one of this batch.
-        let deleted = delete_acknowledged(&mut tx, writes).await?;
+        // One statement for all of the batch's ACKs (see `acknowledged`).
+        let deleted = delete_acknowledged(&mut tx, &acknowledged(writes)).await?;
         if let Some((users, now_ms)) = cancels(writes) {
             sqlx::query(
                 "UPDATE push_jobs SET due_at_ms = NULL, attempts = 0
@@ -323,40 +314,21 @@ impl BatchWriter for PgBatchWriter {
             .await?;
         }
         tx.commit().await?;
-        let mut outcomes: Vec<Outcome> = writes
-            .iter()
-            .map(|w| match w {
-                Write::Enqueue(m) => {
-                    Outcome::Enqueued(stored.get(&m.id).map(|&seq| Queued { seq, prev_seq: 0 }))
-                }
-                Write::Delete { user, ids } => Outcome::Deleted(
-                    ids.iter()
-                        .filter(|id| deleted.contains(&(*user, **id)))
-                        .count() as u64,
-                ),
-                Write::CancelPush { .. } => Outcome::Cancelled,
-            })
-            .collect();
+        let mut outcomes = outcomes(writes, &stored, &deleted);
         link_prev_seqs(writes, &mut outcomes, before);
         Ok(outcomes)
     }
 }
 
-/// Deletes every `(recipient, id)` the batch's ACKs name; returns the pairs deleted.
+/// Deletes every `(recipient, id)` pair that exists; returns those deleted.
 async fn delete_acknowledged(
     tx: &mut Transaction<'_, Postgres>,
-    writes: &[Write],
+    pairs: &[(Uuid, Uuid)],
 ) -> StoreResult<std::collections::HashSet<(Uuid, Uuid)>> {
-    let (mut users, mut ids) = (Vec::new(), Vec::new());
-    for write in writes {
-        if let Write::Delete { user, ids: acked } = write {
-            users.extend(std::iter::repeat_n(*user, acked.len()));
-            ids.extend_from_slice(acked);
-        }
-    }
-    if ids.is_empty() {
+    if pairs.is_empty() {
         return Ok(Default::default());
     }
+    let (users, ids): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
     let rows = sqlx::query(
         "DELETE FROM messages m USING unnest($1::uuid[], $2::uuid[]) AS d(recipient_id, id)
          WHERE m.id = d.id AND m.recipient_id = d.recipient_id

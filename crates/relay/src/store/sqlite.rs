@@ -6,6 +6,7 @@
 //! concurrently thanks to WAL. `synchronous = FULL` makes every commit
 //! durable across power loss, so a 201 means "on disk".
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -19,8 +20,8 @@ use sqlx::{Row, Sqlite, Transaction};
 use uuid::Uuid;
 
 use super::group_commit::{
-    BatchWriter, CommitHook, GroupCommit, Outcome, Queued, Step, Write, cancels, link_prev_seqs,
-    recipients, steps, with_cancels,
+    BatchWriter, CommitHook, GroupCommit, Outcome, Write, acknowledged, cancels, enqueues,
+    link_prev_seqs, outcomes, recipients,
 };
 use super::*;
 use crate::domain::sessions::{TokenState, classify_refresh_token};
@@ -140,13 +141,13 @@ struct SqliteBatchWriter {
 /// Rows per multi-row `INSERT` (7 bound values each: far below SQLite's
 /// bound-variable limit, 999 in builds before 3.32).
 const INSERT_ROWS: usize = 64;
-/// Ids per `DELETE … IN (…)`.
-const DELETE_IDS: usize = 500;
+/// `(recipient, id)` pairs per `DELETE` (2 bound values each).
+const DELETE_PAIRS: usize = 400;
 
 async fn insert_messages(
     tx: &mut Transaction<'_, Sqlite>,
     messages: &[&NewMessage],
-) -> StoreResult<std::collections::HashMap<String, i64>> {
+) -> StoreResult<HashMap<Uuid, i64>> {
     let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; messages.len()].join(", ");
     // The recipient must exist (else 404); RETURNING says which rows made it.
     let sql = format!(
@@ -170,24 +171,33 @@ async fn insert_messages(
     let stored = query.fetch_all(&mut **tx).await?;
     stored
         .iter()
-        .map(|r| Ok((r.try_get::<String, _>("id")?, r.try_get::<i64, _>("seq")?)))
+        .map(|r| Ok((uuid_col(r, "id")?, r.try_get::<i64, _>("seq")?)))
         .collect()
 }
 
-async fn delete_for(
+/// Deletes every `(recipient, id)` pair that exists; returns those deleted.
+async fn delete_acknowledged(
     tx: &mut Transaction<'_, Sqlite>,
-    user: Uuid,
-    ids: &[Uuid],
-) -> StoreResult<u64> {
-    let mut deleted = 0;
-    for chunk in ids.chunks(DELETE_IDS) {
-        let placeholders = vec!["?"; chunk.len()].join(", ");
-        let sql = format!("DELETE FROM messages WHERE recipient_id = ? AND id IN ({placeholders})");
-        let mut query = sqlx::query(&sql).bind(user.to_string());
-        for id in chunk {
-            query = query.bind(id.to_string());
+    pairs: &[(Uuid, Uuid)],
+) -> StoreResult<HashSet<(Uuid, Uuid)>> {
+    let mut deleted = HashSet::with_capacity(pairs.len());
+    for chunk in pairs.chunks(DELETE_PAIRS) {
+        let rows = vec!["(?, ?)"; chunk.len()].join(", ");
+        // By `seq` from a join on the unique `id` index: the row-value form
+        // `(recipient_id, id) IN (VALUES …)` is planned as a table scan.
+        let sql = format!(
+            "DELETE FROM messages WHERE seq IN (
+                 SELECT m.seq FROM (VALUES {rows}) AS d
+                 JOIN messages m ON m.id = d.column2 AND m.recipient_id = d.column1)
+             RETURNING recipient_id, id"
+        );
+        let mut query = sqlx::query(&sql);
+        for (user, id) in chunk {
+            query = query.bind(user.to_string()).bind(id.to_string());
         }
-        deleted += query.execute(&mut **tx).await?.rows_affected();
+        for row in query.fetch_all(&mut **tx).await? {
+            deleted.insert((uuid_col(&row, "recipient_id")?, uuid_col(&row, "id")?));
+        }
     }
     Ok(deleted)
 }
@@ -195,7 +205,6 @@ async fn delete_for(
 #[async_trait]
 impl BatchWriter for SqliteBatchWriter {
     async fn write_batch(&self, writes: &[Write]) -> StoreResult<Vec<Outcome>> {
-        let mut outcomes = Vec::with_capacity(writes.len());
         // IMMEDIATE: take the write lock before the first read. Then no other
         // writer (another process on the same file included) can store a
         // message until this commits, so `latest_seqs` stays exact; and a
@@ -203,24 +212,12 @@ impl BatchWriter for SqliteBatchWriter {
         // after someone else's commit (SQLITE_BUSY_SNAPSHOT, no busy wait).
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let before = latest_seqs(&mut tx, writes).await?;
-        for step in steps(writes, INSERT_ROWS) {
-            match step {
-                Step::Insert(run) => {
-                    let stored = insert_messages(&mut tx, &run).await?;
-                    outcomes.extend(run.iter().map(|m| {
-                        Outcome::Enqueued(
-                            stored
-                                .get(&m.id.to_string())
-                                .map(|&seq| Queued { seq, prev_seq: 0 }),
-                        )
-                    }));
-                }
-                Step::Delete { user, ids } => {
-                    let deleted = delete_for(&mut tx, user, ids).await?;
-                    outcomes.push(Outcome::Deleted(deleted));
-                }
-            }
+        let mut stored = HashMap::new();
+        for run in enqueues(writes).chunks(INSERT_ROWS) {
+            stored.extend(insert_messages(&mut tx, run).await?);
         }
+        // One statement for all of the batch's ACKs (see `acknowledged`).
+        let deleted = delete_acknowledged(&mut tx, &acknowledged(writes)).await?;
         if let Some((users, now_ms)) = cancels(writes) {
             let placeholders = vec!["?"; users.len()].join(", ");
             let sql = format!(
@@ -235,7 +232,7 @@ impl BatchWriter for SqliteBatchWriter {
             query.bind(now_ms).execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        let mut outcomes = with_cancels(writes, outcomes);
+        let mut outcomes = outcomes(writes, &stored, &deleted);
         link_prev_seqs(writes, &mut outcomes, before);
         Ok(outcomes)
     }
@@ -245,9 +242,9 @@ impl BatchWriter for SqliteBatchWriter {
 async fn latest_seqs(
     tx: &mut Transaction<'_, Sqlite>,
     writes: &[Write],
-) -> StoreResult<std::collections::HashMap<Uuid, i64>> {
+) -> StoreResult<HashMap<Uuid, i64>> {
     let recipients = recipients(writes);
-    let mut latest = std::collections::HashMap::new();
+    let mut latest = HashMap::new();
     // Bounded by MAX_BATCH_WRITES (512), below SQLite's 32,766 variables.
     if recipients.is_empty() {
         return Ok(latest);
