@@ -110,11 +110,14 @@ impl PgStore {
             .max_connections(settings.max_connections)
             .min_connections(1)
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
         let commits = GroupCommit::spawn(
-            Arc::new(PgBatchWriter { pool: pool.clone() }),
+            Arc::new(PgBatchWriter {
+                conn: tokio::sync::Mutex::new(Some(options.connect().await?)),
+                options,
+            }),
             PG_BATCHES_IN_FLIGHT,
         );
         let reads = GroupRead::spawn(
@@ -213,134 +216,110 @@ async fn insert_keys(
     Ok(())
 }
 
-/// Applies group-commit batches, one transaction each.
-struct PgBatchWriter {
-    pool: PgPool,
-}
-
-/// Group-commit transactions open at once per node. Measured (100 users,
-/// docs/performance.md): 4 overlapping batches were slower than 1 (3.9k vs
-/// 5.1k msg/s) — they touch the same recipients and wait on each other's
-/// row locks. Overlap may pay off with many more distinct recipients.
-const PG_BATCHES_IN_FLIGHT: usize = 1;
-
-/// Rows per multi-row `INSERT` (bounds one statement's size).
-const INSERT_ROWS: usize = 256;
-
-/// Inserts `messages` whose recipient exists; returns the ids stored.
+/// Applies group-commit batches: each is one call of the SQL function
+/// `write_message_batch` (migrations/postgres/0003), one round trip and its
+/// own transaction.
 ///
-/// Must run after `write_batch` locked the recipients' `users` rows: they
-/// stay locked until commit, so per recipient `seq` order is commit order —
-/// a delivery cursor can never step over a message that commits late.
-async fn insert_messages(
-    tx: &mut Transaction<'_, Postgres>,
-    messages: &[&NewMessage],
-) -> StoreResult<HashMap<Uuid, i64>> {
-    let column = |f: fn(&NewMessage) -> Uuid| messages.iter().map(|m| f(m)).collect::<Vec<_>>();
-    let rows = sqlx::query(
-        "WITH v AS (
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::int4[], $6::bytea[], $7::int8[])
-                 WITH ORDINALITY AS v(id, recipient, sender, ts, typ, content, exp, ord)
-         )
-         INSERT INTO messages (id, recipient_id, sender_id, timestamp_ms, msg_type, content, expires_at)
-         SELECT v.id, v.recipient, v.sender, v.ts, v.typ, v.content, v.exp
-         FROM v JOIN users ON users.id = v.recipient ORDER BY v.ord
-         RETURNING id, seq",
-    )
-    .bind(column(|m| m.id))
-    .bind(column(|m| m.recipient))
-    .bind(column(|m| m.sender))
-    .bind(messages.iter().map(|m| m.timestamp_ms).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.msg_type).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.content.as_slice()).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.expires_at).collect::<Vec<_>>())
-    .fetch_all(&mut **tx)
-    .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get::<Uuid, _>("id")?, r.try_get::<i64, _>("seq")?)))
-        .collect()
+/// The writer owns its connection rather than borrowing one from the pool:
+/// sqlx pings a pooled connection when it is acquired and again when it
+/// goes back, two more round trips per batch. After an error that may have
+/// broken it, the connection is dropped and the next batch opens a new one.
+struct PgBatchWriter {
+    options: PgConnectOptions,
+    conn: tokio::sync::Mutex<Option<PgConnection>>,
 }
+
+/// Group-commit batches in flight per node (the writer has one connection).
+/// Measured (100 users, docs/performance.md): overlapping batches were
+/// slower than one at a time (4: 3.9k vs 5.1k msg/s; 2: p99 14.6 vs 8.8 ms)
+/// — they touch the same recipients and wait on each other's row locks.
+const PG_BATCHES_IN_FLIGHT: usize = 1;
 
 #[async_trait]
 impl BatchWriter for PgBatchWriter {
     async fn write_batch(&self, writes: &[Write]) -> StoreResult<Vec<Outcome>> {
-        let mut tx = self.pool.begin().await?;
-        // Lock every recipient of the batch first, in id order, so that two
-        // batches (of this node or another) never take the same rows in
-        // different orders: no deadlock, and per recipient `seq` order is
-        // commit order.
-        let recipients = recipients(writes);
-        let mut before = HashMap::new();
-        if !recipients.is_empty() {
-            sqlx::query("SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
-                .bind(&recipients)
-                .execute(&mut *tx)
-                .await?;
-            // A statement of its own: its snapshot is taken after the locks
-            // were granted, so it sees every message committed before. One
-            // backward index scan per recipient (`max()` over `= ANY` was
-            // planned as a bitmap scan, which visits the dead rows of every
-            // ACKed message until vacuum: its cost grew through a run).
-            for row in sqlx::query(
-                "SELECT r.id AS recipient_id,
-                        (SELECT m.seq FROM messages m WHERE m.recipient_id = r.id
-                         ORDER BY m.seq DESC LIMIT 1) AS seq
-                 FROM unnest($1::uuid[]) AS r(id)",
-            )
-            .bind(&recipients)
-            .fetch_all(&mut *tx)
-            .await?
-            {
-                if let Some(seq) = row.try_get::<Option<i64>, _>("seq")? {
-                    before.insert(row.try_get("recipient_id")?, seq);
-                }
-            }
+        let mut slot = self.conn.lock().await;
+        let conn = match &mut *slot {
+            Some(conn) => conn,
+            empty => empty.insert(self.options.connect().await?),
+        };
+        let result = call_write_message_batch(conn, writes).await;
+        // A constraint violation leaves the connection usable; a server
+        // shutting down reports a database error too, then hangs up. Ask.
+        if result.is_err() && conn.ping().await.is_err() {
+            *slot = None;
         }
-        let mut stored = HashMap::new();
-        for run in enqueues(writes).chunks(INSERT_ROWS) {
-            stored.extend(insert_messages(&mut tx, run).await?);
-        }
-        // One statement for all of the batch's ACKs (see `acknowledged`).
-        let deleted = delete_acknowledged(&mut tx, &acknowledged(writes)).await?;
-        if let Some((users, now_ms)) = cancels(writes) {
-            sqlx::query(
-                "UPDATE push_jobs SET due_at_ms = NULL, attempts = 0
-                 WHERE user_id = ANY($1) AND due_at_ms IS NOT NULL
-                   AND (lease_until_ms IS NULL OR lease_until_ms <= $2)",
-            )
-            .bind(&users)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+        let (before, stored, deleted) = result?;
         let mut outcomes = outcomes(writes, &stored, &deleted);
         link_prev_seqs(writes, &mut outcomes, before);
         Ok(outcomes)
     }
 }
 
-/// Deletes every `(recipient, id)` pair that exists; returns those deleted.
-async fn delete_acknowledged(
-    tx: &mut Transaction<'_, Postgres>,
-    pairs: &[(Uuid, Uuid)],
-) -> StoreResult<std::collections::HashSet<(Uuid, Uuid)>> {
-    if pairs.is_empty() {
-        return Ok(Default::default());
-    }
-    let (users, ids): (Vec<Uuid>, Vec<Uuid>) = pairs.iter().copied().unzip();
+/// What `write_message_batch` reported: each recipient's latest `seq`
+/// before the batch, the `seq` of each stored message, the ACKed
+/// `(recipient, id)` pairs deleted.
+type BatchRows = (
+    HashMap<Uuid, i64>,
+    HashMap<Uuid, i64>,
+    std::collections::HashSet<(Uuid, Uuid)>,
+);
+
+async fn call_write_message_batch(
+    conn: &mut PgConnection,
+    writes: &[Write],
+) -> StoreResult<BatchRows> {
+    let messages = enqueues(writes);
+    let column = |f: fn(&NewMessage) -> Uuid| messages.iter().map(|m| f(m)).collect::<Vec<_>>();
+    let (ack_users, ack_ids): (Vec<Uuid>, Vec<Uuid>) = acknowledged(writes).into_iter().unzip();
+    let (cancel_users, cancel_now) = cancels(writes).unwrap_or((Vec::new(), 0));
     let rows = sqlx::query(
-        "DELETE FROM messages m USING unnest($1::uuid[], $2::uuid[]) AS d(recipient_id, id)
-         WHERE m.id = d.id AND m.recipient_id = d.recipient_id
-         RETURNING m.recipient_id, m.id",
+        "SELECT o_kind, o_user, o_id, o_seq FROM write_message_batch(
+             $1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::int8[], $6::int4[], $7::bytea[],
+             $8::int8[], $9::uuid[], $10::uuid[], $11::uuid[], $12::int8)",
     )
-    .bind(&users)
-    .bind(&ids)
-    .fetch_all(&mut **tx)
+    .bind(recipients(writes))
+    .bind(column(|m| m.id))
+    .bind(column(|m| m.recipient))
+    .bind(column(|m| m.sender))
+    .bind(messages.iter().map(|m| m.timestamp_ms).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.msg_type).collect::<Vec<_>>())
+    .bind(
+        messages
+            .iter()
+            .map(|m| m.content.as_slice())
+            .collect::<Vec<_>>(),
+    )
+    .bind(messages.iter().map(|m| m.expires_at).collect::<Vec<_>>())
+    .bind(ack_users)
+    .bind(ack_ids)
+    .bind(cancel_users)
+    .bind(cancel_now)
+    .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("recipient_id")?, r.try_get("id")?)))
-        .collect()
+    let (mut before, mut stored, mut deleted) = BatchRows::default();
+    for row in &rows {
+        let user: Uuid = row.try_get("o_user")?;
+        let seq: Option<i64> = row.try_get("o_seq")?;
+        match (row.try_get::<&str, _>("o_kind")?, seq) {
+            ("latest", Some(seq)) => {
+                before.insert(user, seq);
+            }
+            ("latest", None) => {}
+            ("stored", Some(seq)) => {
+                stored.insert(row.try_get("o_id")?, seq);
+            }
+            ("deleted", None) => {
+                deleted.insert((user, row.try_get("o_id")?));
+            }
+            (kind, _) => {
+                return Err(StoreError::Corrupt(format!(
+                    "write_message_batch returned an unexpected row: {kind}"
+                )));
+            }
+        }
+    }
+    Ok((before, stored, deleted))
 }
 
 /// Delivery-read queries running at once (the pool serves everything else
@@ -1024,6 +1003,83 @@ mod tests {
         }
         b.close().await;
         drop_schema(&a, &schema).await;
+    }
+
+    #[tokio::test]
+    async fn the_batch_writer_keeps_its_connection_until_it_breaks() {
+        let Some((store, schema)) =
+            test_store("the_batch_writer_keeps_its_connection_until_it_breaks").await
+        else {
+            return;
+        };
+        let recipient = user(&store, 0).await;
+        let writer = PgBatchWriter {
+            options: (*store.pool.connect_options()).clone(),
+            conn: tokio::sync::Mutex::new(None),
+        };
+        let message = || NewMessage {
+            id: Uuid::new_v4(),
+            recipient,
+            sender: Uuid::new_v4(),
+            timestamp_ms: 0,
+            msg_type: 1,
+            content: vec![1],
+            expires_at: i64::MAX,
+        };
+        let pid = || async {
+            let mut slot = writer.conn.lock().await;
+            let conn = slot.as_mut()?;
+            Some(
+                sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+                    .fetch_one(conn)
+                    .await
+                    .unwrap(),
+            )
+        };
+        let first = message();
+        let stored = writer
+            .write_batch(&[Write::Enqueue(first.clone())])
+            .await
+            .unwrap();
+        assert!(matches!(stored[..], [Outcome::Enqueued(Some(_))]));
+        let opened = pid().await.expect("connected by the first batch");
+        // A constraint violation (the same id again) fails the batch but
+        // not the connection.
+        let duplicate = writer.write_batch(&[Write::Enqueue(first)]).await;
+        assert!(matches!(
+            duplicate,
+            Err(StoreError::Database(sqlx::Error::Database(_)))
+        ));
+        assert_eq!(pid().await, Some(opened));
+        // The server drops the connection: that batch fails, the next one
+        // runs on a new connection.
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(opened)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert!(
+            writer
+                .write_batch(&[Write::Enqueue(message())])
+                .await
+                .is_err()
+        );
+        assert_eq!(pid().await, None, "a broken connection is not kept");
+        let again = writer
+            .write_batch(&[Write::Enqueue(message())])
+            .await
+            .unwrap();
+        assert!(matches!(again[..], [Outcome::Enqueued(Some(_))]));
+        assert_ne!(pid().await, Some(opened));
+        assert_eq!(
+            store
+                .pending_messages(recipient, 0, 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        drop_schema(&store, &schema).await;
     }
 
     #[tokio::test]
