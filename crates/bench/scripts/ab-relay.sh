@@ -14,8 +14,9 @@
 #        DATABASE_URL (postgres; default postgres://postgres@127.0.0.1:5432/test)
 #        REDIS_URL    (postgres; default redis://127.0.0.1:6379)
 # Each line: msg/s accepted, send→201 p99, send→receive percentiles, the
-# exactly-once verdict, and for postgres the transactions committed and the
-# CPU time PostgreSQL's processes used during the measured run.
+# exactly-once verdict, the relay's CPU time during the measured run, and
+# for postgres the transactions committed and the CPU time PostgreSQL's
+# processes and Redis used during it.
 set -euo pipefail
 
 BACKEND=$1
@@ -34,10 +35,11 @@ BENCH_FLAGS=(--argon2-memory-kib 1024 --argon2-iterations 1
   --rate-limit-per-sec 1000000 --rate-limit-burst 1000000)
 
 pg() { psql "$DB" -tAc "$1"; }
-pg_cpu_ticks() { # utime + stime of every PostgreSQL process, in clock ticks
-  for p in $(pgrep -x postgres); do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done |
+cpu_ticks() { # utime + stime of the given processes, in clock ticks
+  for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done |
     awk '{s += $1} END {print s + 0}'
 }
+ms() { echo $(($1 * 1000 / $(getconf CLK_TCK))); }
 
 relay=""
 schema=""
@@ -70,16 +72,22 @@ for r in $(seq 1 "$RUNS"); do
     # shellcheck disable=SC2086 # ARGS and WARMUP are word lists
     [ -n "${WARMUP:-}" ] && "$bin" bench relay --url "$url" $WARMUP >/dev/null 2>&1
     extra=""
+    r0=$(cpu_ticks "$relay")
     if [ "$BACKEND" = postgres ]; then
       x0=$(pg "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
-      c0=$(pg_cpu_ticks)
+      # shellcheck disable=SC2046 # one pid per word
+      c0=$(cpu_ticks $(pgrep -x postgres))
+      d0=$(cpu_ticks "$(pgrep -x redis-server | head -n1)")
     fi
     # shellcheck disable=SC2086
     out=$("$bin" bench relay --url "$url" $ARGS 2>&1) || true
+    extra=" | relay CPU $(ms $(($(cpu_ticks "$relay") - r0))) ms"
     if [ "$BACKEND" = postgres ]; then
       x1=$(pg "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
-      c1=$(pg_cpu_ticks)
-      extra=" | transactions $((x1 - x0)) | postgres CPU $(((c1 - c0) * 1000 / $(getconf CLK_TCK))) ms"
+      # shellcheck disable=SC2046
+      c1=$(cpu_ticks $(pgrep -x postgres))
+      d1=$(cpu_ticks "$(pgrep -x redis-server | head -n1)")
+      extra+=" | transactions $((x1 - x0)) | postgres CPU $(ms $((c1 - c0))) ms | redis CPU $(ms $((d1 - d0))) ms"
     fi
     stop_relay
     sent=$(grep -E '^sent' <<<"$out" | grep -oE '[0-9]+ msg/s' || echo "? msg/s")
