@@ -939,20 +939,20 @@ mod tests {
     }
 
     /// Queues a one-byte message for `recipient`, which must exist.
+    fn new_message(recipient: Uuid) -> NewMessage {
+        NewMessage {
+            id: Uuid::new_v4(),
+            recipient,
+            sender: Uuid::new_v4(),
+            timestamp_ms: 0,
+            msg_type: 1,
+            content: vec![1],
+            expires_at: i64::MAX,
+        }
+    }
+
     async fn enqueue(store: &PgStore, recipient: Uuid) {
-        let stored = store
-            .enqueue_message(NewMessage {
-                id: Uuid::new_v4(),
-                recipient,
-                sender: Uuid::new_v4(),
-                timestamp_ms: 0,
-                msg_type: 1,
-                content: vec![1],
-                expires_at: i64::MAX,
-            })
-            .await
-            .unwrap();
-        assert!(stored);
+        assert!(store.enqueue_message(new_message(recipient)).await.unwrap());
     }
 
     /// Two nodes (two stores on one schema) write to the same recipients at
@@ -1017,15 +1017,7 @@ mod tests {
             options: (*store.pool.connect_options()).clone(),
             conn: tokio::sync::Mutex::new(None),
         };
-        let message = || NewMessage {
-            id: Uuid::new_v4(),
-            recipient,
-            sender: Uuid::new_v4(),
-            timestamp_ms: 0,
-            msg_type: 1,
-            content: vec![1],
-            expires_at: i64::MAX,
-        };
+        let message = || new_message(recipient);
         let pid = || async {
             let mut slot = writer.conn.lock().await;
             let conn = slot.as_mut()?;
