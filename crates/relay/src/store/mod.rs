@@ -6,6 +6,8 @@
 //! one-time pre-key consumption, refresh rotation) is a single method,
 //! implemented as one transaction.
 
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod group_commit;
 pub mod group_read;
 pub mod postgres;

@@ -872,6 +872,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::store::conformance::{Check, add_user, conformance_tests, message};
 
     /// A store in a fresh schema of the test database, or `None` (skip)
     /// when PostgreSQL is not reachable and `OBSCURA_REQUIRE_BACKENDS` is unset.
@@ -909,51 +910,23 @@ mod tests {
     }
 
     async fn user(store: &PgStore, one_time: u32) -> Uuid {
-        let id = Uuid::new_v4();
-        let created = store
-            .create_user(NewUser {
-                id,
-                username: format!("u-{id}"),
-                password_hash: "x".into(),
-                identity: Identity {
-                    identity_key: vec![5; 33],
-                    registration_id: 1,
-                },
-                signed_pre_key: SignedPreKey {
-                    key_id: 1,
-                    public_key: vec![5; 33],
-                    signature: vec![7; 64],
-                },
-                one_time_pre_keys: (0..one_time)
-                    .map(|key_id| OneTimePreKey {
-                        key_id,
-                        public_key: vec![5; 33],
-                    })
-                    .collect(),
-                created_at: 0,
-            })
-            .await
-            .unwrap();
-        assert_eq!(created, CreateUser::Created);
-        id
-    }
-
-    /// Queues a one-byte message for `recipient`, which must exist.
-    fn new_message(recipient: Uuid) -> NewMessage {
-        NewMessage {
-            id: Uuid::new_v4(),
-            recipient,
-            sender: Uuid::new_v4(),
-            timestamp_ms: 0,
-            msg_type: 1,
-            content: vec![1],
-            expires_at: i64::MAX,
-        }
+        add_user(store, one_time).await
     }
 
     async fn enqueue(store: &PgStore, recipient: Uuid) {
-        assert!(store.enqueue_message(new_message(recipient)).await.unwrap());
+        assert!(store.enqueue_message(message(recipient)).await.unwrap());
     }
+
+    /// The shared store checks (`store::conformance`) in a fresh schema.
+    async fn harness(test: &str, check: Check) {
+        let Some((store, schema)) = test_store(test).await else {
+            return;
+        };
+        check(store.clone()).await;
+        drop_schema(&store, &schema).await;
+    }
+
+    conformance_tests!(super::harness);
 
     /// Two nodes (two stores on one schema) write to the same recipients at
     /// once. Each committed message must name the seq of its recipient's
@@ -1017,7 +990,7 @@ mod tests {
             options: (*store.pool.connect_options()).clone(),
             conn: tokio::sync::Mutex::new(None),
         };
-        let message = || new_message(recipient);
+        let message = || message(recipient);
         let pid = || async {
             let mut slot = writer.conn.lock().await;
             let conn = slot.as_mut()?;
@@ -1074,31 +1047,6 @@ mod tests {
         drop_schema(&store, &schema).await;
     }
 
-    #[tokio::test]
-    async fn users_with_pending_are_those_behind_their_cursor() {
-        let Some((store, schema)) =
-            test_store("users_with_pending_are_those_behind_their_cursor").await
-        else {
-            return;
-        };
-        let (user, idle) = (user(&store, 0).await, user(&store, 0).await);
-        enqueue(&store, user).await;
-        let seq = store.pending_messages(user, 0, 10).await.unwrap()[0].seq;
-        let behind = |after| vec![(user, after), (idle, 0)];
-        assert_eq!(
-            store.users_with_pending(&behind(seq - 1)).await.unwrap(),
-            [user]
-        );
-        assert!(
-            store
-                .users_with_pending(&behind(seq))
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        drop_schema(&store, &schema).await;
-    }
-
     /// Concurrent senders to one recipient while a pump pages by cursor,
     /// as a gateway session does: the pump must end up with every message
     /// (a late commit with a lower seq would be stepped over for good).
@@ -1140,33 +1088,6 @@ mod tests {
             s.await.unwrap();
         }
         assert_eq!(seen.len(), SENDERS * EACH, "the cursor skipped messages");
-        drop_schema(&store, &schema).await;
-    }
-
-    #[tokio::test]
-    async fn concurrent_bundle_fetches_hand_out_distinct_keys() {
-        let Some((store, schema)) =
-            test_store("concurrent_bundle_fetches_hand_out_distinct_keys").await
-        else {
-            return;
-        };
-        let user = user(&store, 40).await;
-        let fetches = (0..50).map(|_| {
-            let store = store.clone();
-            tokio::spawn(async move { store.take_bundle(user).await.unwrap().unwrap() })
-        });
-        let bundles: Vec<Bundle> = futures::future::join_all(fetches)
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
-        let handed: Vec<u32> = bundles
-            .iter()
-            .filter_map(|b| b.one_time_pre_key.as_ref().map(|k| k.key_id))
-            .collect();
-        assert_eq!(handed.len(), 40);
-        assert_eq!(handed.iter().collect::<HashSet<_>>().len(), 40);
-        assert_eq!(store.one_time_pre_key_count(user).await.unwrap(), 0);
         drop_schema(&store, &schema).await;
     }
 

@@ -746,96 +746,32 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
     use std::sync::Arc;
 
     use super::*;
+    use crate::store::conformance::{Check, add_user, conformance_tests, message};
 
-    fn key(id: u32) -> OneTimePreKey {
-        let mut public_key = vec![0x05; 33];
-        public_key[1..5].copy_from_slice(&id.to_be_bytes());
-        OneTimePreKey {
-            key_id: id,
-            public_key,
-        }
-    }
-
-    fn spk(id: u32) -> SignedPreKey {
-        SignedPreKey {
-            key_id: id,
-            public_key: vec![5; 33],
-            signature: vec![7; 64],
-        }
-    }
-
-    async fn store_with_user(one_time: u32) -> (tempfile::TempDir, Arc<SqliteStore>, Uuid) {
+    async fn fresh_store() -> (tempfile::TempDir, Arc<SqliteStore>) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
-        let id = Uuid::new_v4();
-        let created = store
-            .create_user(NewUser {
-                id,
-                username: format!("u-{id}"),
-                password_hash: "x".into(),
-                identity: Identity {
-                    identity_key: vec![5; 33],
-                    registration_id: 1,
-                },
-                signed_pre_key: spk(1),
-                one_time_pre_keys: (0..one_time).map(key).collect(),
-                created_at: 0,
-            })
-            .await
-            .unwrap();
-        assert_eq!(created, CreateUser::Created);
-        (dir, store, id)
+        (dir, store)
     }
 
-    fn upload(
-        identity: Option<Vec<u8>>,
-        verified: Vec<u8>,
-        spk_id: u32,
-        keys: Vec<OneTimePreKey>,
-    ) -> KeyUpload {
-        KeyUpload {
-            identity: identity.map(|identity_key| Identity {
-                identity_key,
-                registration_id: 2,
-            }),
-            verified_against: verified,
-            signed_pre_key: spk(spk_id),
-            one_time_pre_keys: keys,
-            max_one_time_pre_keys: 100,
-        }
+    /// The shared store checks (`store::conformance`) on a fresh file.
+    async fn harness(_test: &str, check: Check) {
+        let (_dir, store) = fresh_store().await;
+        check(store).await;
     }
 
-    #[tokio::test]
-    async fn users_with_pending_are_those_behind_their_cursor() {
-        let (_dir, store, user) = store_with_user(0).await;
-        assert!(store.enqueue_message(message(user)).await.unwrap());
-        let seq = store.pending_messages(user, 0, 10).await.unwrap()[0].seq;
-        let stranger = Uuid::new_v4();
-        let behind = |after| vec![(user, after), (stranger, 0)];
-        assert_eq!(
-            store.users_with_pending(&behind(seq - 1)).await.unwrap(),
-            [user]
-        );
-        assert!(
-            store
-                .users_with_pending(&behind(seq))
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert!(store.users_with_pending(&[]).await.unwrap().is_empty());
-    }
+    conformance_tests!(super::harness);
 
     /// Two stores (two relay processes) on one database file, writing at
     /// once: every enqueue succeeds. A batch that read before taking the
     /// write lock failed with SQLITE_BUSY_SNAPSHOT once the other committed.
     #[tokio::test]
     async fn two_writers_on_one_file_both_succeed() {
-        let (dir, a, user) = store_with_user(0).await;
+        let (dir, a) = fresh_store().await;
+        let user = add_user(&*a, 0).await;
         let b = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
         let tasks: Vec<_> = (0..8)
             .map(|i| {
@@ -858,7 +794,8 @@ mod tests {
     /// before it: the previous message, or an older one once that was ACKed.
     #[tokio::test]
     async fn committed_messages_name_the_recipients_previous_seq() {
-        let (_dir, store, user) = store_with_user(0).await;
+        let (_dir, store) = fresh_store().await;
+        let user = add_user(&*store, 0).await;
         let committed = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = committed.clone();
         assert!(store.on_commit(Arc::new(move |recipient, c| {
@@ -881,284 +818,5 @@ mod tests {
         assert_eq!((id1, id2), (first_id, second_id));
         assert!(seq1 < seq2 && seq2 < seq3);
         assert_eq!((prev1, prev2, prev3), (0, seq1, seq1));
-    }
-
-    fn message(recipient: Uuid) -> NewMessage {
-        NewMessage {
-            id: Uuid::new_v4(),
-            recipient,
-            sender: Uuid::new_v4(),
-            timestamp_ms: 1,
-            msg_type: 2,
-            content: vec![1],
-            expires_at: i64::MAX,
-        }
-    }
-
-    #[tokio::test]
-    async fn concurrent_bundle_fetches_hand_out_distinct_keys() {
-        let (_dir, store, user) = store_with_user(40).await;
-        let fetches = (0..50).map(|_| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .take_bundle(user)
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .one_time_pre_key
-            })
-        });
-        let keys: Vec<_> = futures::future::join_all(fetches)
-            .await
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
-        let handed: Vec<u32> = keys.iter().flatten().map(|k| k.key_id).collect();
-        assert_eq!(handed.len(), 40);
-        assert_eq!(handed.iter().collect::<HashSet<_>>().len(), 40);
-        assert_eq!(store.one_time_pre_key_count(user).await.unwrap(), 0);
-    }
-
-    #[tokio::test]
-    async fn duplicate_usernames_are_refused() {
-        let (_dir, store, _) = store_with_user(0).await;
-        let (username, _) = sqlx::query_as::<_, (String, String)>("SELECT username, id FROM users")
-            .fetch_one(&store.reader)
-            .await
-            .unwrap();
-        let again = NewUser {
-            id: Uuid::new_v4(),
-            username,
-            password_hash: "y".into(),
-            identity: Identity {
-                identity_key: vec![5; 33],
-                registration_id: 1,
-            },
-            signed_pre_key: spk(1),
-            one_time_pre_keys: vec![],
-            created_at: 0,
-        };
-        assert_eq!(
-            store.create_user(again).await.unwrap(),
-            CreateUser::UsernameTaken
-        );
-    }
-
-    #[tokio::test]
-    async fn refill_appends_prunes_oldest_and_needs_a_newer_signed_pre_key() {
-        let (_dir, store, user) = store_with_user(90).await;
-        let same = vec![5; 33];
-        let stale = store
-            .upload_keys(user, upload(None, same.clone(), 1, vec![]))
-            .await
-            .unwrap();
-        assert_eq!(stale, KeyUploadOutcome::StaleSignedPreKey { stored: 1 });
-        let refill = upload(
-            Some(same.clone()),
-            same.clone(),
-            2,
-            (1000..1020).map(key).collect(),
-        );
-        assert_eq!(
-            store.upload_keys(user, refill).await.unwrap(),
-            KeyUploadOutcome::Refilled { remaining: 100 }
-        );
-        // The oldest (ids 0..10) were pruned; the first handed out now is id 10.
-        let bundle = store.take_bundle(user).await.unwrap().unwrap();
-        assert_eq!(bundle.one_time_pre_key.unwrap().key_id, 10);
-        assert_eq!(bundle.signed_pre_key.key_id, 2);
-        assert_eq!(bundle.identity.registration_id, 2);
-        // Signature verified against a key that is no longer stored.
-        let raced = store
-            .upload_keys(user, upload(None, vec![6; 33], 3, vec![]))
-            .await
-            .unwrap();
-        assert_eq!(raced, KeyUploadOutcome::IdentityChanged);
-    }
-
-    #[tokio::test]
-    async fn takeover_replaces_identity_and_deletes_keys_and_messages() {
-        let (_dir, store, user) = store_with_user(5).await;
-        for _ in 0..3 {
-            assert!(store.enqueue_message(message(user)).await.unwrap());
-        }
-        let new_identity = {
-            let mut k = vec![5; 33];
-            k[1] = 9;
-            k
-        };
-        let takeover = upload(
-            Some(new_identity.clone()),
-            new_identity.clone(),
-            1,
-            vec![key(77)],
-        );
-        assert_eq!(
-            store.upload_keys(user, takeover).await.unwrap(),
-            KeyUploadOutcome::TookOver { remaining: 1 }
-        );
-        assert!(
-            store
-                .pending_messages(user, 0, 10)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        let bundle = store.take_bundle(user).await.unwrap().unwrap();
-        assert_eq!(bundle.identity.identity_key, new_identity);
-        assert_eq!(bundle.one_time_pre_key.unwrap().key_id, 77);
-    }
-
-    #[tokio::test]
-    async fn messages_page_by_sequence_and_delete_only_for_their_recipient() {
-        let (_dir, store, user) = store_with_user(0).await;
-        assert!(
-            !store
-                .enqueue_message(message(Uuid::new_v4()))
-                .await
-                .unwrap()
-        );
-        let mut ids = vec![];
-        for _ in 0..5 {
-            let m = message(user);
-            ids.push(m.id);
-            assert!(store.enqueue_message(m).await.unwrap());
-        }
-        let first = store.pending_messages(user, 0, 3).await.unwrap();
-        assert_eq!(first.iter().map(|m| m.id).collect::<Vec<_>>(), ids[..3]);
-        let rest = store.pending_messages(user, first[2].seq, 3).await.unwrap();
-        assert_eq!(rest.iter().map(|m| m.id).collect::<Vec<_>>(), ids[3..]);
-        assert_eq!(
-            store.delete_messages(Uuid::new_v4(), &ids).await.unwrap(),
-            0
-        );
-        assert_eq!(store.delete_messages(user, &ids[..2]).await.unwrap(), 2);
-        assert_eq!(store.pending_messages(user, 0, 10).await.unwrap().len(), 3);
-        // A new message never reuses a deleted sequence number. (The ids
-        // to delete span two statements' chunks.)
-        let mut padded: Vec<Uuid> = (0..600).map(|_| Uuid::new_v4()).collect();
-        padded.extend_from_slice(&ids[2..]);
-        assert_eq!(store.delete_messages(user, &padded).await.unwrap(), 3);
-        let m = message(user);
-        store.enqueue_message(m).await.unwrap();
-        assert!(
-            store
-                .pending_messages(user, rest[1].seq, 10)
-                .await
-                .unwrap()
-                .len()
-                == 1
-        );
-    }
-
-    #[tokio::test]
-    async fn refresh_rotation_and_reuse_revokes_the_family() {
-        let (_dir, store, user) = store_with_user(0).await;
-        let family = Uuid::new_v4();
-        let first = [1u8; 32];
-        store
-            .insert_refresh_token(NewRefreshToken {
-                hash: first,
-                user_id: user,
-                family_id: family,
-                expires_at: 100,
-            })
-            .await
-            .unwrap();
-        let second = [2u8; 32];
-        assert_eq!(
-            store
-                .rotate_refresh_token(first, second, 100, 10)
-                .await
-                .unwrap(),
-            Rotation::Rotated { user_id: user }
-        );
-        // Replaying the first token revokes the family: the second dies too.
-        assert_eq!(
-            store
-                .rotate_refresh_token(first, [3u8; 32], 100, 11)
-                .await
-                .unwrap(),
-            Rotation::ReuseDetected
-        );
-        assert_eq!(
-            store
-                .rotate_refresh_token(second, [4u8; 32], 100, 12)
-                .await
-                .unwrap(),
-            Rotation::Invalid
-        );
-        assert_eq!(
-            store
-                .rotate_refresh_token([9u8; 32], [5u8; 32], 100, 12)
-                .await
-                .unwrap(),
-            Rotation::Invalid
-        );
-    }
-
-    #[tokio::test]
-    async fn logout_revokes_only_the_callers_family() {
-        let (_dir, store, user) = store_with_user(0).await;
-        let token = [1u8; 32];
-        store
-            .insert_refresh_token(NewRefreshToken {
-                hash: token,
-                user_id: user,
-                family_id: Uuid::new_v4(),
-                expires_at: 100,
-            })
-            .await
-            .unwrap();
-        assert!(
-            !store
-                .revoke_refresh_family(token, Uuid::new_v4())
-                .await
-                .unwrap()
-        );
-        assert!(store.revoke_refresh_family(token, user).await.unwrap());
-        assert_eq!(
-            store
-                .rotate_refresh_token(token, [2u8; 32], 100, 1)
-                .await
-                .unwrap(),
-            Rotation::Invalid
-        );
-    }
-
-    #[tokio::test]
-    async fn expired_rows_are_purged() {
-        let (_dir, store, user) = store_with_user(0).await;
-        let mut old = message(user);
-        old.expires_at = 5;
-        store.enqueue_message(old).await.unwrap();
-        store.enqueue_message(message(user)).await.unwrap();
-        store
-            .insert_refresh_token(NewRefreshToken {
-                hash: [1; 32],
-                user_id: user,
-                family_id: Uuid::new_v4(),
-                expires_at: 5,
-            })
-            .await
-            .unwrap();
-        let a = Attachment {
-            id: Uuid::new_v4(),
-            size: 3,
-            expires_at: 5,
-        };
-        store.insert_attachment(a, user, 0).await.unwrap();
-        assert!(store.attachment(a.id, 4).await.unwrap().is_some());
-        assert!(store.attachment(a.id, 5).await.unwrap().is_none());
-        assert_eq!(store.expired_attachments(5, 10).await.unwrap(), vec![a.id]);
-        assert_eq!(
-            store.purge_expired(5).await.unwrap(),
-            Purged {
-                messages: 1,
-                refresh_tokens: 1
-            }
-        );
-        assert_eq!(store.pending_messages(user, 0, 10).await.unwrap().len(), 1);
     }
 }
