@@ -113,13 +113,13 @@ impl PgStore {
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
-        let commits = GroupCommit::spawn(
-            Arc::new(PgBatchWriter {
-                conn: tokio::sync::Mutex::new(Some(options.connect().await?)),
-                options,
-            }),
-            PG_BATCHES_IN_FLIGHT,
-        );
+        let mut writer = PgBatchWriter {
+            options,
+            connect_timeout: settings.acquire_timeout,
+            conn: tokio::sync::Mutex::new(None),
+        };
+        *writer.conn.get_mut() = Some(writer.connect().await?);
+        let commits = GroupCommit::spawn(Arc::new(writer), PG_BATCHES_IN_FLIGHT);
         let reads = GroupRead::spawn(
             Arc::new(PgBatchReader { pool: pool.clone() }),
             PG_READS_IN_FLIGHT,
@@ -226,7 +226,23 @@ async fn insert_keys(
 /// broken it, the connection is dropped and the next batch opens a new one.
 struct PgBatchWriter {
     options: PgConnectOptions,
+    /// Bounds opening a connection as the pool's acquire timeout bounds
+    /// getting one: a server that does not answer fails the batch instead
+    /// of holding the writer for the operating system's connect timeout.
+    connect_timeout: Duration,
     conn: tokio::sync::Mutex<Option<PgConnection>>,
+}
+
+impl PgBatchWriter {
+    async fn connect(&self) -> StoreResult<PgConnection> {
+        match tokio::time::timeout(self.connect_timeout, self.options.connect()).await {
+            Ok(conn) => Ok(conn?),
+            Err(_) => Err(StoreError::Database(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connecting the group-commit writer to PostgreSQL timed out",
+            )))),
+        }
+    }
 }
 
 /// Group-commit batches in flight per node (the writer has one connection).
@@ -241,7 +257,7 @@ impl BatchWriter for PgBatchWriter {
         let mut slot = self.conn.lock().await;
         let conn = match &mut *slot {
             Some(conn) => conn,
-            empty => empty.insert(self.options.connect().await?),
+            empty => empty.insert(self.connect().await?),
         };
         let result = call_write_message_batch(conn, writes).await;
         // A constraint violation leaves the connection usable; a server
@@ -978,6 +994,34 @@ mod tests {
         drop_schema(&a, &schema).await;
     }
 
+    /// A server that accepts the connection and never answers: the writer
+    /// fails the batch after its connect timeout instead of waiting forever.
+    #[tokio::test]
+    async fn the_batch_writer_gives_up_on_a_server_that_does_not_answer() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let holder = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                held.push(socket);
+            }
+        });
+        let writer = PgBatchWriter {
+            options: PgConnectOptions::new()
+                .host("127.0.0.1")
+                .port(port)
+                .username("postgres"),
+            connect_timeout: Duration::from_millis(200),
+            conn: tokio::sync::Mutex::new(None),
+        };
+        let batch = [Write::Enqueue(message(Uuid::new_v4()))];
+        let result = tokio::time::timeout(Duration::from_secs(30), writer.write_batch(&batch))
+            .await
+            .expect("the writer waited for a silent server");
+        assert!(result.is_err());
+        holder.abort();
+    }
+
     #[tokio::test]
     async fn the_batch_writer_keeps_its_connection_until_it_breaks() {
         let Some((store, schema)) =
@@ -988,6 +1032,7 @@ mod tests {
         let recipient = user(&store, 0).await;
         let writer = PgBatchWriter {
             options: (*store.pool.connect_options()).clone(),
+            connect_timeout: Duration::from_secs(10),
             conn: tokio::sync::Mutex::new(None),
         };
         let message = || message(recipient);
