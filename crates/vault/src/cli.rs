@@ -85,7 +85,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "OBSCURA_GUARDIAN_RATE_LIMIT_IP_PER_MIN",
-        default_value_t = 3000
+        default_value_t = 60000
     )]
     pub rate_limit_ip_per_min: u32,
 
@@ -93,7 +93,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "OBSCURA_GUARDIAN_RATE_LIMIT_IP_BURST",
-        default_value_t = 100
+        default_value_t = 1000
     )]
     pub rate_limit_ip_burst: u32,
 
@@ -101,7 +101,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "OBSCURA_GUARDIAN_RATE_LIMIT_IDENTITY_PER_MIN",
-        default_value_t = 600
+        default_value_t = 12000
     )]
     pub rate_limit_identity_per_min: u32,
 
@@ -109,7 +109,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "OBSCURA_GUARDIAN_RATE_LIMIT_IDENTITY_BURST",
-        default_value_t = 30
+        default_value_t = 500
     )]
     pub rate_limit_identity_burst: u32,
 

@@ -306,6 +306,29 @@ async fn traversal_names_are_refused_on_every_route() {
         raw_request(addr, &req).await,
         (400, err("invalid secret name"))
     );
+    // A `/` inside the name is an invalid name too (not an unknown route),
+    // for every secret method; without a session it is still a 401 first.
+    for (method, path) in [
+        ("GET", "/v2/vault/secrets/a/b"),
+        ("DELETE", "/v2/vault/secrets/a/b/c"),
+        ("PUT", "/v2/vault/secrets/a/"),
+        ("GET", "/v2/vault/secrets/a%2Fb"),
+    ] {
+        let body = if method == "PUT" { put_body } else { "" };
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nX-Session-Token: {ta}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        assert_eq!(
+            raw_request(addr, &req).await,
+            (400, err("invalid secret name")),
+            "{method} {path}"
+        );
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(raw_request(addr, &req).await.0, 401, "{method} {path}");
+    }
 }
 
 #[tokio::test]

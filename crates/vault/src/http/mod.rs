@@ -99,6 +99,12 @@ fn auth_outcome<T>(checked: &Result<T, ApiError>) -> &'static str {
 
 /// The complete route table.
 pub fn router(state: AppState) -> Router {
+    // Every secret method on a path whose name cannot be valid.
+    let invalid_name = || {
+        get(v2::invalid_name)
+            .put(v2::invalid_name)
+            .delete(v2::invalid_name)
+    };
     let limited = Router::new()
         .route(routes::PUSH, post(v1::push))
         .route(routes::PULL, post(v1::pull))
@@ -107,12 +113,9 @@ pub fn router(state: AppState) -> Router {
         .route(routes::V2_CHALLENGE, post(auth::challenge))
         .route(routes::V2_SESSION, post(auth::session))
         .route(routes::SECRETS, get(v2::list))
-        .route(
-            routes::SECRET_EMPTY_NAME,
-            get(v2::empty_name)
-                .put(v2::empty_name)
-                .delete(v2::empty_name),
-        )
+        .route(routes::SECRET_EMPTY_NAME, invalid_name())
+        .route(routes::SECRET_NESTED_NAME, invalid_name())
+        .route(routes::SECRET_TRAILING_SLASH, invalid_name())
         .route(routes::SECRET, get(v2::get).put(v2::put).delete(v2::delete))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),

@@ -116,7 +116,13 @@ enum Operation {
 
 impl Operation {
     fn of(method: &Method, route: &str) -> Option<Self> {
-        let secret = route == routes::SECRET || route == routes::SECRET_EMPTY_NAME;
+        let secret = [
+            routes::SECRET,
+            routes::SECRET_EMPTY_NAME,
+            routes::SECRET_NESTED_NAME,
+            routes::SECRET_TRAILING_SLASH,
+        ]
+        .contains(&route);
         Some(match *method {
             Method::POST if route == routes::PUSH => Self::Push,
             Method::POST if route == routes::PULL => Self::Pull,

@@ -13,3 +13,8 @@ pub const SECRETS: &str = "/v2/vault/secrets";
 pub const SECRET: &str = "/v2/vault/secrets/{name}";
 /// `/v2/vault/secrets/` with an empty name: refused like an invalid name.
 pub const SECRET_EMPTY_NAME: &str = "/v2/vault/secrets/";
+/// A name with a `/` in it (`/v2/vault/secrets/a/b`): also an invalid name,
+/// not an unknown route.
+pub const SECRET_NESTED_NAME: &str = "/v2/vault/secrets/{name}/{*rest}";
+/// The same with nothing after the `/` (`/v2/vault/secrets/a/`).
+pub const SECRET_TRAILING_SLASH: &str = "/v2/vault/secrets/{name}/";

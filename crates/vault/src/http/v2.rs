@@ -93,9 +93,10 @@ pub async fn list(State(s): State<AppState>, headers: HeaderMap) -> Result<Json<
     Ok(Json(json!({ "secrets": secrets })))
 }
 
-/// `/v2/vault/secrets/` (empty name) on any secret method: authenticated like
-/// the others, then refused as an invalid name.
-pub async fn empty_name(
+/// `/v2/vault/secrets/` (empty name) or `/v2/vault/secrets/a/b` (a `/` in
+/// the name) on any secret method: authenticated like the others, then
+/// refused as an invalid name.
+pub async fn invalid_name(
     State(s): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
