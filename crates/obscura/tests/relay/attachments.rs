@@ -137,6 +137,7 @@ async fn attachment_round_trip_and_errors() {
     )
     .await;
     expect_error(download(&relay, &user.token, "not-a-uuid").await, 404).await;
+    expect_error(download(&relay, &user.token, "%FF").await, 404).await;
     let resp = relay
         .http
         .get(relay.url(&format!("/v1/attachments/{id}")))

@@ -68,6 +68,8 @@ async fn bundle_for_unknown_or_malformed_user_is_404() {
     )
     .await;
     expect_error(relay.get_bundle("not-a-uuid").await, 404).await;
+    // Not UTF-8 once percent-decoded: the same JSON 404, not axum's text.
+    expect_error(relay.get_bundle("%FF").await, 404).await;
 }
 
 #[backend_test]

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use futures::SinkExt as _;
 use obscura_proto::{AckMessage, EncryptedMessage};
 use prost::Message as _;
 use rand_core::{OsRng, RngCore};
@@ -177,6 +178,63 @@ async fn single_and_bulk_ack_fields_both_count() {
     assert_queue_empty(&relay, &alice, &bob).await;
 }
 
+/// A bulk ACK of a large backlog fits in one frame (2,500 ids, ~95 KB); a
+/// frame over the 1 MiB limit closes the socket (1009) and changes nothing:
+/// its messages come again.
+#[backend_test]
+async fn large_bulk_acks_work_and_oversized_frames_close_with_1009() {
+    let relay = Relay::start().await;
+    let alice = relay.register(12).await;
+    let bob = relay.register(12).await;
+    relay.send_numbered(&alice.token, &bob.id, 3).await;
+    let mut socket = relay.connect(&bob.token).await;
+    let envs = socket.envelopes(3).await;
+    let ack_with_padding = |id: &str, padding: usize| {
+        let mut ids: Vec<String> = (0..padding)
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect();
+        ids.push(id.to_string());
+        AckMessage {
+            message_id: String::new(),
+            message_ids: ids,
+        }
+    };
+    let large = ack_with_padding(&envs[0].id, 2_500);
+    assert!(large.encoded_len() > 64 * 1024);
+    socket.ack_frame(large).await;
+    socket.sync().await;
+    let oversized = ack_with_padding(&envs[1].id, 30_000);
+    assert!(oversized.encoded_len() > 1024 * 1024);
+    // The server stops reading at the frame's header and closes with 1009;
+    // the client may see that close frame, or (still writing the rest of
+    // the frame into a socket the server closed) a reset. Either way the
+    // socket is closed and the frame was not applied.
+    let frame = obscura_proto::WebSocketFrame {
+        payload: Some(obscura_proto::web_socket_frame::Payload::Ack(oversized)),
+    };
+    let _ = socket
+        .ws
+        .send(tokio_tungstenite::tungstenite::Message::binary(
+            frame.encode_to_vec(),
+        ))
+        .await;
+    if let Some(close) = socket.expect_closed().await {
+        assert_eq!(u16::from(close.code), 1009);
+    }
+
+    let mut socket = relay.connect(&bob.token).await;
+    let again = socket.envelopes(2).await;
+    assert_eq!(
+        again.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        vec![envs[1].id.as_str(), envs[2].id.as_str()],
+        "the large ACK deleted its message, the oversized one nothing"
+    );
+    socket.ack_bulk(&[&envs[1].id, &envs[2].id]).await;
+    socket.sync().await;
+    socket.close().await;
+    assert_queue_empty(&relay, &alice, &bob).await;
+}
+
 /// Acknowledging someone else's message id must not delete it.
 #[backend_test]
 async fn ack_cannot_delete_another_users_message() {
@@ -282,7 +340,7 @@ async fn send_error_statuses() {
         400,
     )
     .await;
-    // Unknown or malformed recipient.
+    // Unknown (404) or malformed (400) recipient.
     let m = message(2, b"x");
     expect_error(
         relay
@@ -291,7 +349,9 @@ async fn send_error_statuses() {
         404,
     )
     .await;
-    expect_error(relay.send(&alice.token, "not-a-uuid", &m).await, 404).await;
+    expect_error(relay.send(&alice.token, "not-a-uuid", &m).await, 400).await;
+    // Not even UTF-8 once percent-decoded: still the JSON error body.
+    expect_error(relay.send(&alice.token, "%FF", &m).await, 400).await;
     // Unauthenticated.
     let resp = relay
         .http

@@ -29,7 +29,10 @@ use crate::http::extract::{IpLimited, bearer};
 /// `MAX_CLIENT_MESSAGE_BYTES`; 1 KiB instead of 4 KiB took an idle socket
 /// from 9.3 KB to 6.3 KB (docs/performance.md).
 pub const READ_BUFFER_BYTES: usize = 1024;
-pub const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
+/// A bulk ACK of a whole backlog must fit: 1 MiB is ~27,000 ids (39 bytes
+/// each). A larger frame closes the socket with 1009; its ACKs are not
+/// applied, so those messages come again.
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Give up on a client that does not take a frame within this time.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -42,6 +42,8 @@ const PREDECESSOR_GRACE: Duration = Duration::from_secs(2);
 pub mod close_code {
     /// RFC 6455 "going away": the server shuts down.
     pub const GOING_AWAY: u16 = 1001;
+    /// RFC 6455 "message too big": a client frame over the size limit.
+    pub const TOO_BIG: u16 = 1009;
     /// Application code: a newer connection (or a device takeover) replaced this one.
     pub const REPLACED: u16 = 4000;
 }
@@ -52,6 +54,8 @@ enum End {
     Closed(Option<CloseReason>),
     /// The client closed or vanished; nothing more to send.
     ClientGone,
+    /// The client sent a frame over `MAX_CLIENT_MESSAGE_BYTES`.
+    TooBig,
     /// The socket or the store failed.
     Failed(String),
 }
@@ -101,6 +105,7 @@ impl Session {
             End::Closed(Some(CloseReason::Takeover)) => Some((close_code::REPLACED, "takeover")),
             End::Closed(_) => Some((close_code::REPLACED, "replaced")),
             End::ClientGone => None,
+            End::TooBig => Some((close_code::TOO_BIG, "frame too large")),
             End::Failed(e) => {
                 tracing::warn!(user = %self.user, error = %e, "gateway session failed");
                 Some((1011, "internal error"))
@@ -177,6 +182,7 @@ impl Session {
                             self.on_frame(&bytes).await;
                         }
                     }
+                    Some(Err(e)) if too_big(&e) => return Ok(End::TooBig),
                     // A close frame, end of stream or a broken socket.
                     Some(Ok(_)) | None | Some(Err(_)) => return Ok(End::ClientGone),
                 },
@@ -282,6 +288,16 @@ impl Session {
             Err(_) => Err("send timed out".into()),
         }
     }
+}
+
+/// Whether a read failed because the client's frame or message was over
+/// the limit: the one socket error the client should be told about.
+fn too_big(error: &axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    matches!(
+        std::error::Error::source(error).and_then(|e| e.downcast_ref::<Error>()),
+        Some(Error::Capacity(_))
+    )
 }
 
 /// Resolves when the flush in flight has finished (pending when there is none).

@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -44,9 +45,9 @@ pub async fn upload(
 pub async fn download(
     AuthUser(_): AuthUser,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response> {
-    let (size, reader) = state.relay.download_attachment(path_uuid(&id)?).await?;
+    let (size, reader) = state.relay.download_attachment(path_uuid(id)?).await?;
     let body = Body::from_stream(ReaderStream::with_capacity(reader, 64 * 1024));
     Ok((
         [

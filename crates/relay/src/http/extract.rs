@@ -5,7 +5,8 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -133,9 +134,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-/// A path segment that must be a UUID; anything else names nothing (404).
-pub fn path_uuid(segment: &str) -> Result<Uuid, Error> {
-    Uuid::parse_str(segment).map_err(|_| Error::NotFound)
+/// A path segment that must be a UUID; anything else (not a UUID, not even
+/// UTF-8) names nothing: 404, with the JSON error body.
+pub fn path_uuid(segment: Result<Path<String>, PathRejection>) -> Result<Uuid, Error> {
+    segment
+        .ok()
+        .and_then(|Path(s)| Uuid::parse_str(&s).ok())
+        .ok_or(Error::NotFound)
 }
 
 /// The declared `Content-Length`, if present and well-formed.

@@ -1,6 +1,7 @@
 //! `/v1/keys` (upload / takeover) and `/v1/keys/{userId}` (bundle).
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -53,9 +54,9 @@ pub async fn upload(
 pub async fn bundle(
     _: IpLimited,
     State(state): State<AppState>,
-    Path(user_id): Path<String>,
+    user_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<PreKeyBundleResponse>> {
-    let bundle = state.relay.fetch_bundle(path_uuid(&user_id)?).await?;
+    let bundle = state.relay.fetch_bundle(path_uuid(user_id)?).await?;
     Ok(Json(PreKeyBundleResponse {
         registration_id: bundle.identity.registration_id,
         identity_key: encode_b64(&bundle.identity.identity_key),
