@@ -26,6 +26,7 @@ macro_rules! conformance_tests {
             refresh_rotation_and_reuse_revokes_the_family,
             logout_revokes_only_the_callers_family,
             expired_rows_are_purged,
+            a_failed_batch_changes_nothing_and_the_next_one_commits,
         );
     };
     (@each $harness:path; $($check:ident),* $(,)?) => {
@@ -396,4 +397,26 @@ pub async fn expired_rows_are_purged(store: Arc<dyn Store>) {
         }
     );
     assert_eq!(store.pending_messages(user, 0, 10).await.unwrap().len(), 1);
+}
+
+pub async fn a_failed_batch_changes_nothing_and_the_next_one_commits(store: Arc<dyn Store>) {
+    let user = add_user(&*store, 0).await;
+    let first = message(user);
+    assert!(store.enqueue_message(first.clone()).await.unwrap());
+    // A second message with the first one's id breaks the unique index
+    // midway through the batch (after its reads): the batch fails whole.
+    let mut clash = message(user);
+    clash.id = first.id;
+    clash.content = vec![9];
+    assert!(store.enqueue_message(clash).await.is_err());
+    let second = message(user);
+    assert!(store.enqueue_message(second.clone()).await.unwrap());
+    let pending = store.pending_messages(user, 0, 10).await.unwrap();
+    assert_eq!(
+        pending
+            .iter()
+            .map(|m| (m.id, m.content.clone()))
+            .collect::<Vec<_>>(),
+        [(first.id, vec![1]), (second.id, vec![1])]
+    );
 }

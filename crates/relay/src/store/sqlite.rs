@@ -138,136 +138,149 @@ struct SqliteBatchWriter {
     writer: SqlitePool,
 }
 
-/// Rows per multi-row `INSERT` (7 bound values each: far below SQLite's
-/// bound-variable limit, 999 in builds before 3.32).
-const INSERT_ROWS: usize = 64;
-/// `(recipient, id)` pairs per `DELETE` (2 bound values each).
-const DELETE_PAIRS: usize = 400;
+/// Columns of a message row, as bound by the batch's `INSERT`.
+const MESSAGE_COLUMNS: usize = 7;
 
-async fn insert_messages(
-    tx: &mut Transaction<'_, Sqlite>,
-    messages: &[&NewMessage],
-) -> StoreResult<HashMap<Uuid, i64>> {
-    let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; messages.len()].join(", ");
-    // The recipient must exist (else 404); RETURNING says which rows made it.
-    let sql = format!(
-        "INSERT INTO messages (id, recipient_id, sender_id, timestamp_ms, msg_type, content, expires_at)
-         SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7
-         FROM (VALUES {rows}) AS v
-         WHERE EXISTS (SELECT 1 FROM users WHERE users.id = v.column2)
-         RETURNING id, seq"
+/// The SQL of a whole batch, as one multi-statement string that sqlx runs
+/// in a single round trip to its worker thread (one statement per round
+/// trip cost ~6 hand-offs per batch). Its shape depends only on
+/// `insert_rows` (0 or a power of two, see [`insert_rows`]), so there are
+/// few distinct strings and each stays prepared in the statement cache.
+///
+/// Bound in order: the recipients (JSON array), `insert_rows` × 7 message
+/// columns (NULL rows are padding), the ACKed `[recipient, id]` pairs and
+/// the users whose wake-ups are cancelled (JSON arrays), the cancel's `now`.
+/// Every row returned is tagged by `kind`: `latest` (a recipient's highest
+/// `seq` before the batch), `stored` (id, seq), `deleted` (recipient, id).
+fn batch_sql(insert_rows: usize) -> String {
+    // IMMEDIATE: take the write lock before the first read. Then no other
+    // writer (another process on the same file included) can store a
+    // message until this commits, so the `latest` read stays exact; and a
+    // deferred transaction that read first could not upgrade to a writer
+    // after someone else's commit (SQLITE_BUSY_SNAPSHOT, no busy wait).
+    // The `latest` read is one backward index lookup per recipient (`max(seq)
+    // … GROUP BY` would read every queued message of a long backlog).
+    let mut sql = String::from(
+        "BEGIN IMMEDIATE;
+         SELECT 'latest' AS kind, r.value AS a,
+                (SELECT m.seq FROM messages m WHERE m.recipient_id = r.value
+                 ORDER BY m.seq DESC LIMIT 1) AS b
+         FROM json_each(?) AS r;",
     );
-    let mut query = sqlx::query(&sql);
-    for m in messages {
-        query = query
-            .bind(m.id.to_string())
-            .bind(m.recipient.to_string())
-            .bind(m.sender.to_string())
-            .bind(m.timestamp_ms)
-            .bind(m.msg_type)
-            .bind(&m.content)
-            .bind(m.expires_at);
+    if insert_rows > 0 {
+        let row = format!("({})", ["?"; MESSAGE_COLUMNS].join(", "));
+        let rows = vec![row.as_str(); insert_rows].join(", ");
+        // The recipient must exist (else 404); RETURNING says which rows made it.
+        sql.push_str(&format!(
+            "INSERT INTO messages (id, recipient_id, sender_id, timestamp_ms, msg_type, content, expires_at)
+             SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7
+             FROM (VALUES {rows}) AS v
+             WHERE v.column1 IS NOT NULL
+               AND EXISTS (SELECT 1 FROM users WHERE users.id = v.column2)
+             RETURNING 'stored' AS kind, id AS a, seq AS b;"
+        ));
     }
-    let stored = query.fetch_all(&mut **tx).await?;
-    stored
-        .iter()
-        .map(|r| Ok((uuid_col(r, "id")?, r.try_get::<i64, _>("seq")?)))
-        .collect()
+    // By `seq` from a join on the unique `id` index (the row-value form
+    // `(recipient_id, id) IN (…)` is planned as a table scan). An ACK names
+    // a message committed by an earlier batch, never one of this batch.
+    sql.push_str(
+        "DELETE FROM messages WHERE seq IN (
+             SELECT m.seq FROM json_each(?) AS d
+             JOIN messages m ON m.id = d.value ->> 1 AND m.recipient_id = d.value ->> 0)
+         RETURNING 'deleted' AS kind, recipient_id AS a, id AS b;
+         UPDATE push_jobs SET due_at_ms = NULL, attempts = 0
+         WHERE user_id IN (SELECT value FROM json_each(?)) AND due_at_ms IS NOT NULL
+           AND (lease_until_ms IS NULL OR lease_until_ms <= ?);
+         COMMIT;",
+    );
+    sql
 }
 
-/// Deletes every `(recipient, id)` pair that exists; returns those deleted.
-async fn delete_acknowledged(
-    tx: &mut Transaction<'_, Sqlite>,
-    pairs: &[(Uuid, Uuid)],
-) -> StoreResult<HashSet<(Uuid, Uuid)>> {
-    let mut deleted = HashSet::with_capacity(pairs.len());
-    for chunk in pairs.chunks(DELETE_PAIRS) {
-        let rows = vec!["(?, ?)"; chunk.len()].join(", ");
-        // By `seq` from a join on the unique `id` index: the row-value form
-        // `(recipient_id, id) IN (VALUES …)` is planned as a table scan.
-        let sql = format!(
-            "DELETE FROM messages WHERE seq IN (
-                 SELECT m.seq FROM (VALUES {rows}) AS d
-                 JOIN messages m ON m.id = d.column2 AND m.recipient_id = d.column1)
-             RETURNING recipient_id, id"
-        );
-        let mut query = sqlx::query(&sql);
-        for (user, id) in chunk {
-            query = query.bind(user.to_string()).bind(id.to_string());
-        }
-        for row in query.fetch_all(&mut **tx).await? {
-            deleted.insert((uuid_col(&row, "recipient_id")?, uuid_col(&row, "id")?));
-        }
-    }
-    Ok(deleted)
+/// Rows the batch's `INSERT` binds for `n` messages: the next power of two
+/// (padding rows are NULL and skipped), 0 for none. Bounded by
+/// `MAX_BATCH_WRITES` (512 × 7 values, far below SQLite's 32,766).
+fn insert_rows(n: usize) -> usize {
+    if n == 0 { 0 } else { n.next_power_of_two() }
+}
+
+/// `["a", "b", …]`: UUIDs need no escaping.
+fn json_uuids<'a>(ids: impl Iterator<Item = &'a Uuid>) -> String {
+    let items: Vec<String> = ids.map(|id| format!("\"{id}\"")).collect();
+    format!("[{}]", items.join(","))
+}
+
+/// `[["recipient", "id"], …]`.
+fn json_pairs(pairs: &[(Uuid, Uuid)]) -> String {
+    let items: Vec<String> = pairs
+        .iter()
+        .map(|(user, id)| format!("[\"{user}\",\"{id}\"]"))
+        .collect();
+    format!("[{}]", items.join(","))
 }
 
 #[async_trait]
 impl BatchWriter for SqliteBatchWriter {
     async fn write_batch(&self, writes: &[Write]) -> StoreResult<Vec<Outcome>> {
-        // IMMEDIATE: take the write lock before the first read. Then no other
-        // writer (another process on the same file included) can store a
-        // message until this commits, so `latest_seqs` stays exact; and a
-        // deferred transaction that read first could not upgrade to a writer
-        // after someone else's commit (SQLITE_BUSY_SNAPSHOT, no busy wait).
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let before = latest_seqs(&mut tx, writes).await?;
-        let mut stored = HashMap::new();
-        for run in enqueues(writes).chunks(INSERT_ROWS) {
-            stored.extend(insert_messages(&mut tx, run).await?);
+        let messages = enqueues(writes);
+        let rows = insert_rows(messages.len());
+        let sql = batch_sql(rows);
+        let mut query = sqlx::query(&sql).bind(json_uuids(recipients(writes).iter()));
+        for m in &messages {
+            query = query
+                .bind(m.id.to_string())
+                .bind(m.recipient.to_string())
+                .bind(m.sender.to_string())
+                .bind(m.timestamp_ms)
+                .bind(m.msg_type)
+                .bind(&m.content)
+                .bind(m.expires_at);
         }
-        // One statement for all of the batch's ACKs (see `acknowledged`).
-        let deleted = delete_acknowledged(&mut tx, &acknowledged(writes)).await?;
-        if let Some((users, now_ms)) = cancels(writes) {
-            let placeholders = vec!["?"; users.len()].join(", ");
-            let sql = format!(
-                "UPDATE push_jobs SET due_at_ms = NULL, attempts = 0
-                 WHERE user_id IN ({placeholders}) AND due_at_ms IS NOT NULL
-                   AND (lease_until_ms IS NULL OR lease_until_ms <= ?)"
-            );
-            let mut query = sqlx::query(&sql);
-            for user in users {
-                query = query.bind(user.to_string());
+        for _ in messages.len() * MESSAGE_COLUMNS..rows * MESSAGE_COLUMNS {
+            query = query.bind(None::<String>);
+        }
+        let (cancelled, now_ms) = cancels(writes).unwrap_or_default();
+        let query = query
+            .bind(json_pairs(&acknowledged(writes)))
+            .bind(json_uuids(cancelled.iter()))
+            .bind(now_ms);
+
+        let mut conn = self.writer.acquire().await?;
+        let result = query.fetch_all(&mut *conn).await;
+        let rows = match result {
+            Ok(rows) => rows,
+            Err(e) => {
+                // The string stops at the failing statement: end its
+                // transaction here, or the next batch's BEGIN would fail.
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                return Err(e.into());
             }
-            query.bind(now_ms).execute(&mut *tx).await?;
+        };
+        drop(conn);
+
+        let mut before = HashMap::new();
+        let mut stored = HashMap::new();
+        let mut deleted = HashSet::new();
+        for row in &rows {
+            let kind: &str = row.try_get("kind")?;
+            match kind {
+                "latest" => {
+                    if let Some(seq) = row.try_get::<Option<i64>, _>("b")? {
+                        before.insert(uuid_col(row, "a")?, seq);
+                    }
+                }
+                "stored" => {
+                    stored.insert(uuid_col(row, "a")?, row.try_get::<i64, _>("b")?);
+                }
+                "deleted" => {
+                    deleted.insert((uuid_col(row, "a")?, uuid_col(row, "b")?));
+                }
+                other => return Err(StoreError::Corrupt(format!("batch row kind {other}"))),
+            }
         }
-        tx.commit().await?;
         let mut outcomes = outcomes(writes, &stored, &deleted);
         link_prev_seqs(writes, &mut outcomes, before);
         Ok(outcomes)
     }
-}
-
-/// The highest `seq` queued for each recipient of the batch's enqueues.
-async fn latest_seqs(
-    tx: &mut Transaction<'_, Sqlite>,
-    writes: &[Write],
-) -> StoreResult<HashMap<Uuid, i64>> {
-    let recipients = recipients(writes);
-    let mut latest = HashMap::new();
-    // Bounded by MAX_BATCH_WRITES (512), below SQLite's 32,766 variables.
-    if recipients.is_empty() {
-        return Ok(latest);
-    }
-    // One backward index lookup per recipient: `max(seq) … GROUP BY` would
-    // read every queued message of a recipient with a long backlog.
-    let rows = vec!["(?)"; recipients.len()].join(", ");
-    let sql = format!(
-        "SELECT r.column1 AS recipient_id,
-                (SELECT m.seq FROM messages m WHERE m.recipient_id = r.column1
-                 ORDER BY m.seq DESC LIMIT 1) AS seq
-         FROM (VALUES {rows}) AS r"
-    );
-    let mut query = sqlx::query(&sql);
-    for r in &recipients {
-        query = query.bind(r.to_string());
-    }
-    for row in query.fetch_all(&mut **tx).await? {
-        if let Some(seq) = row.try_get::<Option<i64>, _>("seq")? {
-            latest.insert(uuid_col(&row, "recipient_id")?, seq);
-        }
-    }
-    Ok(latest)
 }
 
 #[async_trait]
