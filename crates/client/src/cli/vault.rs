@@ -36,6 +36,11 @@ pub struct GuardianArgs {
     /// Per-guardian timeout in seconds.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
+    /// Split the secret itself, as other Orama clients do, instead of this
+    /// client's verified envelope: for exchanging backups with them. Plain
+    /// shares carry no check value (docs/client.md).
+    #[arg(long)]
+    plain: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -59,11 +64,17 @@ impl GuardianArgs {
     fn client(&self) -> anyhow::Result<(Profile, VaultClient)> {
         let profile = self.profile.open()?;
         let identity = vault::identity_from_secret(&profile.vault_secret()?);
+        let format = if self.plain {
+            vault::Format::Plain
+        } else {
+            vault::Format::Envelope
+        };
         let client = VaultClient::new(
             &self.guardians,
             &identity,
             Duration::from_secs(self.timeout),
-        )?;
+        )?
+        .with_format(format);
         Ok((profile, client))
     }
 }
@@ -137,6 +148,11 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         Ok(report) => report,
         Err(VaultError::Unrecoverable { error, outcomes }) => {
             print_outcomes(&outcomes);
+            if !g.plain && matches!(error, vault::RecoverError::NoValidCombination { .. }) {
+                eprintln!(
+                    "hint: shares split by another Orama client carry no envelope; if that is where they come from, try --plain"
+                );
+            }
             anyhow::bail!("restore failed: {error}");
         }
         Err(e) => return Err(e.into()),
@@ -148,10 +164,15 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         .filter(|o| matches!(o.outcome, vault::Outcome::Agreed { .. }))
         .count();
     eprintln!(
-        "restored {} bytes, version {}, from {agreed} agreeing shares (threshold {})",
+        "restored {} bytes, version {}, from {agreed} agreeing shares (threshold {}){}",
         report.secret.len(),
         report.version,
-        report.threshold
+        report.threshold,
+        if g.plain {
+            "; plain shares: not verified"
+        } else {
+            ""
+        }
     );
     match &args.output {
         Some(path) => write_private(path, &report.secret)

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 pub use guardian::{Guardian, GuardianError, Pulled};
-pub use recover::{Candidate, RecoverError, Recovered};
+pub use recover::{Candidate, Format, RecoverError, Recovered};
 
 use crate::envelope::{self, EnvelopeError};
 use crate::quorum::Quorum;
@@ -169,6 +169,7 @@ pub fn validate_name(name: &str) -> Result<(), VaultError> {
 pub struct VaultClient {
     guardians: Vec<Guardian>,
     timeout: Duration,
+    format: Format,
 }
 
 impl VaultClient {
@@ -190,7 +191,14 @@ impl VaultClient {
                 .map(|u| Guardian::new(http.clone(), u, identity))
                 .collect(),
             timeout,
+            format: Format::Envelope,
         })
+    }
+
+    /// Backs up and restores in `format` (default: [`Format::Envelope`]).
+    pub fn with_format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
     }
 
     pub fn guardians(&self) -> &[Guardian] {
@@ -230,13 +238,16 @@ impl VaultClient {
             return Err(VaultError::TooLarge(payload.len()));
         }
         let quorum = self.quorum(threshold)?;
-        let sealed = envelope::seal(
-            payload,
-            version,
-            quorum.threshold as u8,
-            name.unwrap_or(""),
-            &mut OsRng,
-        )?;
+        let sealed = match self.format {
+            Format::Envelope => envelope::seal(
+                payload,
+                version,
+                quorum.threshold as u8,
+                name.unwrap_or(""),
+                &mut OsRng,
+            )?,
+            Format::Plain => Zeroizing::new(payload.to_vec()),
+        };
         let shares = shamir::split(&sealed, quorum.threshold, self.guardians.len(), &mut OsRng)?;
 
         let mut pending: FuturesUnordered<_> = self
@@ -295,8 +306,9 @@ impl VaultClient {
     /// version that `threshold` (default: the quorum rule's K) agreeing
     /// shares verify. Returns as soon as that is settled (see
     /// [`recover::can_stop`]) without waiting for slow or dead guardians;
-    /// those are reported as [`Outcome::NotWaited`]. `on_done` sees each
-    /// guardian's raw outcome as it arrives.
+    /// those are reported as [`Outcome::NotWaited`]. In [`Format::Plain`]
+    /// it waits for every guardian and applies [`recover::recover_plain`].
+    /// `on_done` sees each guardian's raw outcome as it arrives.
     pub async fn restore(
         &self,
         name: Option<&str>,
@@ -368,6 +380,7 @@ impl VaultClient {
             // bad one among the first K only means waiting for more), and
             // stop once the late answers can no longer change the result.
             if new_share
+                && self.format == Format::Envelope
                 && candidates.len() >= k
                 && !pending.is_empty()
                 && let Ok(found) = recover::recover(&candidates, k, name)
@@ -380,9 +393,12 @@ impl VaultClient {
         // Dropping the rest cancels their requests: slow or dead guardians
         // beyond those needed do not delay the result.
         drop(pending);
-        let result = match early {
-            Some(found) => Ok(found),
-            None => recover::recover(&candidates, k, name),
+        let result = match (early, self.format) {
+            (Some(found), _) => Ok(found),
+            (None, Format::Envelope) => recover::recover(&candidates, k, name),
+            // Nothing verifies a plain combination, so every answer counts:
+            // no early stop, the ecosystem's newest-version rule.
+            (None, Format::Plain) => recover::recover_plain(&candidates, k),
         };
         let mut outcomes: Vec<Outcome> = answered
             .into_iter()

@@ -120,6 +120,104 @@ pub fn recover(candidates: &[Candidate], k: usize, name: &str) -> Result<Recover
     })
 }
 
+/// How a backup lays out the secret it splits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    /// This client's envelope (magic, version, MAC) around the payload:
+    /// restore verifies every combination it returns.
+    #[default]
+    Envelope,
+    /// The payload itself, as other Orama clients split it
+    /// (`shamir-shares.md`): interoperable, but nothing verifies a
+    /// combination (see [`recover_plain`]).
+    Plain,
+}
+
+/// Recovers a [`Format::Plain`] secret with the ecosystem's rule: the
+/// newest reported version for which at least `k` shares came back (V1
+/// reports no version: all shares are one group). Within that group the
+/// polynomial most shares lie on wins (first found on a tie); shares off it
+/// are reported unverified, shares of older versions stale. With exactly
+/// `k` shares nothing can be cross-checked: plain shares carry no check
+/// value, so a wrong share there yields a wrong secret.
+pub fn recover_plain(candidates: &[Candidate], k: usize) -> Result<Recovered, RecoverError> {
+    let k = k.max(1);
+    if candidates.len() < k {
+        return Err(RecoverError::NotEnoughShares {
+            available: candidates.len(),
+            needed: k,
+        });
+    }
+    let mut versions: Vec<Option<u64>> = candidates.iter().map(|c| c.reported_version).collect();
+    versions.sort_unstable_by(|a, b| b.cmp(a));
+    versions.dedup();
+    let group_of = |v: Option<u64>| -> Vec<usize> {
+        (0..candidates.len())
+            .filter(|&i| candidates[i].reported_version == v)
+            .collect()
+    };
+    let Some((version, group)) = versions
+        .into_iter()
+        .map(|v| (v, group_of(v)))
+        .find(|(_, g)| g.len() >= k)
+    else {
+        return Err(RecoverError::NoValidCombination {
+            available: candidates.len(),
+            needed: k,
+        });
+    };
+    let share_len = candidates[group[0]].share.y.len().max(1);
+    let max_attempts = (MAX_WORK_BYTES / (k * share_len)).clamp(1, MAX_ATTEMPTS);
+    let mut best: Option<(Vec<usize>, Zeroizing<Vec<u8>>)> = None;
+    for subset in Combinations::new(group.len(), k).take(max_attempts) {
+        let shares: Vec<Share> = subset
+            .iter()
+            .map(|&i| candidates[group[i]].share.clone())
+            .collect();
+        // One share (the local-key case) is the secret itself.
+        let Ok(secret) = shamir::interpolate_at(&shares, 0) else {
+            continue;
+        };
+        let on_it: Vec<usize> = group
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let c = &candidates[i];
+                c.share.y.len() == shares[0].y.len()
+                    && shamir::interpolate_at(&shares, c.share.x)
+                        .is_ok_and(|y| y.as_slice() == c.share.y.as_slice())
+            })
+            .collect();
+        if best.as_ref().is_none_or(|(m, _)| on_it.len() > m.len()) {
+            let all = on_it.len() == group.len();
+            best = Some((on_it, secret));
+            if all {
+                break;
+            }
+        }
+    }
+    let Some((members, payload)) = best else {
+        return Err(RecoverError::NoValidCombination {
+            available: candidates.len(),
+            needed: k,
+        });
+    };
+    let guardian = |i: &usize| candidates[*i].guardian;
+    Ok(Recovered {
+        version: version.unwrap_or(0),
+        payload,
+        agreeing: members.iter().map(guardian).collect(),
+        stale: (0..candidates.len())
+            .filter(|&i| candidates[i].reported_version < version)
+            .map(|i| candidates[i].guardian)
+            .collect(),
+        unverified: (0..candidates.len())
+            .filter(|&i| !members.contains(&i) && candidates[i].reported_version >= version)
+            .map(|i| candidates[i].guardian)
+            .collect(),
+    })
+}
+
 /// Whether a restore may stop waiting for the `pending` guardians that have
 /// not answered yet, given `recovered` from the answers so far (`n`
 /// guardians, threshold `k`, `not_found` of them said they hold nothing).
@@ -422,5 +520,66 @@ mod tests {
         let shares = backup(b"solo", 9, 1, 1);
         let r = recover(&candidates(&shares, None), 1, "").unwrap();
         assert_eq!(r.payload.as_slice(), b"solo");
+    }
+
+    fn plain(payload: &[u8], k: usize, n: usize) -> Vec<Share> {
+        shamir::split(payload, k, n, &mut OsRng).unwrap()
+    }
+
+    #[test]
+    fn plain_takes_the_newest_version_with_k_shares() {
+        let old = plain(b"old secret", 2, 3);
+        let new = plain(b"new secret", 2, 3);
+        let mut c = candidates(&old, Some(1));
+        // Guardians 0 and 1 got the new backup; 2 still has the old one.
+        c[0].share = new[0].clone();
+        c[0].reported_version = Some(2);
+        c[1].share = new[1].clone();
+        c[1].reported_version = Some(2);
+        let r = recover_plain(&c, 2).unwrap();
+        assert_eq!(r.payload.as_slice(), b"new secret");
+        assert_eq!((r.version, r.agreeing, r.stale), (2, vec![0, 1], vec![2]));
+        assert!(r.unverified.is_empty());
+        // Only one share of version 3: not enough, version 2 still wins.
+        c[2].share = plain(b"newest", 2, 3)[2].clone();
+        c[2].reported_version = Some(3);
+        assert_eq!(recover_plain(&c, 2).unwrap().version, 2);
+    }
+
+    #[test]
+    fn plain_without_versions_follows_the_polynomial_most_shares_lie_on() {
+        let a = plain(b"majority", 2, 5);
+        let b = plain(b"minority", 2, 5);
+        // V1 reports no version: guardians 1 and 3 hold another backup.
+        let mut c = candidates(&a, None);
+        c[1].share = b[1].clone();
+        c[3].share = b[3].clone();
+        let r = recover_plain(&c, 2).unwrap();
+        assert_eq!(r.payload.as_slice(), b"majority");
+        assert_eq!((r.agreeing, r.unverified), (vec![0, 2, 4], vec![1, 3]));
+    }
+
+    #[test]
+    fn plain_needs_k_shares_and_handles_the_local_key() {
+        let shares = plain(b"abc", 3, 3);
+        assert_eq!(
+            recover_plain(&candidates(&shares[..2], None), 3).unwrap_err(),
+            RecoverError::NotEnoughShares {
+                available: 2,
+                needed: 3
+            }
+        );
+        let solo = plain(b"solo", 1, 1);
+        let r = recover_plain(&candidates(&solo, Some(4)), 1).unwrap();
+        assert_eq!((r.payload.as_slice(), r.version), (&b"solo"[..], 4));
+    }
+
+    #[test]
+    fn envelope_restore_refuses_plain_shares() {
+        let shares = plain(b"no envelope here", 2, 3);
+        assert!(matches!(
+            recover(&candidates(&shares, None), 2, ""),
+            Err(RecoverError::NoValidCombination { .. })
+        ));
     }
 }

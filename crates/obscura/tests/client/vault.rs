@@ -513,3 +513,68 @@ async fn a_single_guardian_is_the_local_key_case() {
         "solo"
     );
 }
+
+/// `--plain` is the ecosystem's format (`shamir-shares.md`) both ways: our
+/// plain backup combines into the secret by the spec's rule alone, and
+/// another client's split (no envelope) restores with `--plain` — while the
+/// default restore refuses such shares and says why.
+#[tokio::test]
+async fn plain_backups_are_the_ecosystem_format_both_ways() {
+    use obscura_client::shamir::{self, Share};
+    use obscura_client::vault::{self, Guardian};
+    let gs = guardians(3).await;
+    let list = guardian_list(&gs);
+    let client = Client::new("http://127.0.0.1:9");
+    client
+        .ok(
+            &["backup", "--plain", "--guardians", &list, "-"],
+            b"plain secret",
+        )
+        .await;
+    let vault_key = std::fs::read(client.profile.path().join("vault.key")).unwrap();
+    let identity = vault::identity_from_secret(&vault_key);
+    let at = |i: usize| Guardian::new(reqwest::Client::new(), &gs[i].url(), &identity);
+
+    // Ours → theirs: any K = 2 of the shares, combined as the spec says.
+    let mut shares = Vec::new();
+    for i in [2, 0] {
+        let pulled = at(i).pull().await.unwrap().expect("a share");
+        shares.push(Share::from_bytes(&pulled.share).unwrap());
+    }
+    assert_eq!(
+        shamir::combine(&shares).unwrap().as_slice(),
+        b"plain secret"
+    );
+    let out = client
+        .run(&["restore", "--plain", "--guardians", &list], b"")
+        .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"plain secret");
+    assert!(stderr(&out).contains("not verified"), "{}", stderr(&out));
+
+    // Theirs → ours: another client's split of a named secret, pushed
+    // through the guardians' API.
+    let theirs = shamir::split(b"from another client", 2, 3, &mut rand_core::OsRng).unwrap();
+    let version = vault::next_version(0);
+    for (i, share) in theirs.iter().enumerate() {
+        at(i)
+            .put_secret("shared", &share.to_bytes(), version)
+            .await
+            .unwrap();
+    }
+    let restore = |plain: bool| {
+        let mut args = vec!["restore", "--name", "shared", "--guardians", &list];
+        if plain {
+            args.push("--plain");
+        }
+        let client = &client;
+        async move { client.run(&args, b"").await }
+    };
+    let out = restore(true).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"from another client");
+    let out = restore(false).await;
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(stderr(&out).contains("try --plain"), "{}", stderr(&out));
+}
