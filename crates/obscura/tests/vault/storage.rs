@@ -197,3 +197,78 @@ async fn mirror_files_are_not_relied_upon_and_are_rebuilt_at_start() {
     assert_eq!(std::fs::read(dir.join("checksum.bin")).unwrap(), checksum);
     assert_eq!(g.pull(&id).await.1["share"], STANDARD.encode(b"kept"));
 }
+
+/// A reference guardian's data directory (bare shares, versions beside
+/// them) is taken over on the first start: every share is served with its
+/// version and anti-rollback continues from it. After that first start, a
+/// bare `share.bin` is corrupt like any other and never served.
+#[tokio::test]
+async fn a_reference_guardians_data_directory_is_imported_on_first_start() {
+    let dir = obscura_testkit::data_dir();
+    let root = dir.path();
+    let (v1_id, v2_id) = (identity(), identity());
+    let share = root.join("shares").join(&v1_id);
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("share.bin"), b"reference v1 share").unwrap();
+    std::fs::write(share.join("version"), "41").unwrap();
+    std::fs::write(share.join("checksum.bin"), [7u8; 32]).unwrap();
+    let secret = root.join("vaults").join(&v2_id).join("api-key");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("share.bin"), b"reference secret").unwrap();
+    std::fs::write(
+        secret.join("meta.json"),
+        r#"{"version":5,"created_ns":1700000000000000000,"updated_ns":1700000000000000001,"size":16}"#,
+    )
+    .unwrap();
+    // Its meta.json does not match its share: not imported, not served.
+    let bad = root.join("vaults").join(&v2_id).join("torn");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("share.bin"), b"abc").unwrap();
+    std::fs::write(
+        bad.join("meta.json"),
+        r#"{"version":1,"created_ns":1,"updated_ns":1,"size":9}"#,
+    )
+    .unwrap();
+
+    let mut g = Guardian::start_in(root, &[]).await;
+    assert_eq!(
+        g.pull(&v1_id).await.1["share"],
+        STANDARD.encode(b"reference v1 share")
+    );
+    assert_eq!(
+        g.push(&v1_id, b"stale", 41).await,
+        (
+            400,
+            err("version must be greater than current stored version")
+        )
+    );
+    let token = g.session(&v2_id, "v2").await;
+    let (status, body) = g.get_secret(&token, "api-key").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["share"], STANDARD.encode(b"reference secret"));
+    assert_eq!(body["version"], 5);
+    assert_eq!(
+        g.get_secret(&token, "torn").await,
+        (500, err("internal server error"))
+    );
+    assert!(!root.join(".reference-import").exists());
+
+    // Later, a bare share.bin is not imported: it is corrupt.
+    let status = g.server.terminate().await.unwrap();
+    assert!(status.success(), "{status}");
+    let planted_id = identity();
+    let planted = root.join("shares").join(&planted_id);
+    std::fs::create_dir_all(&planted).unwrap();
+    std::fs::write(planted.join("share.bin"), b"planted").unwrap();
+    std::fs::write(planted.join("version"), "1").unwrap();
+    g.server.restart().await.unwrap();
+    assert_eq!(
+        g.pull(&planted_id).await,
+        (500, err("internal server error"))
+    );
+    assert_eq!(
+        g.pull(&v1_id).await.1["share"],
+        STANDARD.encode(b"reference v1 share")
+    );
+    assert_eq!(g.push(&v1_id, b"newer", 42).await.0, 200);
+}

@@ -34,6 +34,8 @@ use super::{SecretSummary, ShareStore, StoreError, Stored};
 use crate::config::MAX_SHARE_SIZE;
 use crate::identity::{Identity, SecretName};
 
+mod reference;
+
 const RECORD_FILE: &str = "share.bin";
 const CHECKSUM_FILE: &str = "checksum.bin";
 const VERSION_FILE: &str = "version";
@@ -56,6 +58,11 @@ impl FsStore {
         create_dir_durable(&root.join("shares"))?;
         create_dir_durable(&root.join("vaults"))?;
         let key_path = root.join("integrity.key");
+        if !key_path.exists() {
+            // First start on this directory: whatever shares it holds were
+            // written by a reference guardian (see `reference`).
+            reference::mark_import(root)?;
+        }
         let key =
             IntegrityKey::load_or_create(&key_path).map_err(|e| StoreError::io(&key_path, e))?;
         let store = Self {
@@ -64,6 +71,7 @@ impl FsStore {
             shares: AtomicU64::new(0),
             secret_counts: Mutex::new(HashMap::new()),
         };
+        store.import_reference_layout()?;
         store.shares.store(store.count_shares()?, Ordering::Relaxed);
         store.sweep_trash()?;
         store.rebuild_mirrors()?;
@@ -114,22 +122,8 @@ impl FsStore {
     /// writer is about. Reads only each record's header (not verified: the
     /// mirrors are never trusted, and a corrupt record is refused on read).
     fn rebuild_mirrors(&self) -> Result<(), StoreError> {
-        let mut dirs = Vec::new();
-        for (top, layout) in [("shares", Layout::Share), ("vaults", Layout::Secret)] {
-            let top = self.root.join(top);
-            for entry in visible_subdirs(&top)? {
-                match layout {
-                    Layout::Share => dirs.push((entry, layout)),
-                    Layout::Secret => {
-                        for secret in visible_subdirs(&entry).unwrap_or_default() {
-                            dirs.push((secret, layout));
-                        }
-                    }
-                }
-            }
-        }
         let mut rebuilt = 0usize;
-        for (dir, layout) in dirs {
+        for (dir, layout) in record_dirs(&self.root)? {
             remove_stale_temps(&dir);
             let path = dir.join(RECORD_FILE);
             let mut header = [0u8; HEADER_LEN];
@@ -422,6 +416,25 @@ fn mirror_files(
         Layout::Secret => (META_FILE, serde_json::to_vec(meta).unwrap_or_default()),
     };
     [(CHECKSUM_FILE, checksum.to_vec()), second]
+}
+
+/// Every directory that may hold a record: `shares/<identity>` and
+/// `vaults/<identity>/<name>` (hidden temp and trash entries skipped).
+fn record_dirs(root: &Path) -> Result<Vec<(PathBuf, Layout)>, StoreError> {
+    let mut dirs = Vec::new();
+    for (top, layout) in [("shares", Layout::Share), ("vaults", Layout::Secret)] {
+        for entry in visible_subdirs(&root.join(top))? {
+            match layout {
+                Layout::Share => dirs.push((entry, layout)),
+                Layout::Secret => {
+                    for secret in visible_subdirs(&entry).unwrap_or_default() {
+                        dirs.push((secret, layout));
+                    }
+                }
+            }
+        }
+    }
+    Ok(dirs)
 }
 
 /// Subdirectories of `dir` whose names do not start with `.` (temp and
