@@ -3,15 +3,15 @@
 //! A challenge is `(nonce, created_ns, tag)` with
 //! `tag = HMAC-SHA256(server_secret, identity || nonce || created_ns)`
 //! (identity as its 64 lower-case hex characters, created_ns as i128 BE).
-//! It is valid for the challenge TTL and — unlike the reference — only once:
-//! redeemed nonces are remembered until they would have expired anyway.
+//! It is valid for the challenge TTL, as many times as it is presented (as in
+//! the reference). A challenge proves nothing about the client — anyone may
+//! ask for one for any identity — so remembering redeemed ones would protect
+//! nothing, and would refuse a client that retries after a lost answer.
 //!
 //! A session token is `base64(identity[32] || expiry_ns u64 BE || tag[32])`
 //! with `tag = HMAC-SHA256(server_secret, "session" domain || identity || expiry)`.
 //! The server secret is random per start, so a restart ends all sessions.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -25,8 +25,6 @@ use crate::identity::Identity;
 
 const SESSION_DOMAIN: &[u8] = b"obscura-vault/session/v1";
 const TOKEN_LEN: usize = 32 + 8 + 32;
-/// Upper bound of remembered redeemed challenges (about 80 MiB worst case).
-const MAX_USED: usize = 1_000_000;
 
 /// A challenge as handed to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,11 +40,6 @@ pub enum AuthError {
     InvalidChallenge,
     #[error("challenge expired")]
     ChallengeExpired,
-    #[error("challenge already used")]
-    ChallengeUsed,
-    /// The used-challenge set is full of unexpired entries.
-    #[error("too many pending challenges")]
-    Busy,
     #[error("invalid session token")]
     InvalidSession,
 }
@@ -56,8 +49,6 @@ pub struct Authenticator {
     secret: [u8; 32],
     challenge_ttl: Duration,
     session_ttl: Duration,
-    /// Redeemed nonces → the time (ns) after which they are expired anyway.
-    used: Mutex<HashMap<[u8; 32], i128>>,
 }
 
 impl Authenticator {
@@ -69,7 +60,6 @@ impl Authenticator {
             secret,
             challenge_ttl,
             session_ttl,
-            used: Mutex::new(HashMap::new()),
         }
     }
 
@@ -92,13 +82,12 @@ impl Authenticator {
         }
     }
 
-    /// Checks a returned challenge and consumes it.
+    /// Checks a returned challenge: ours, for this identity, not expired.
     pub fn redeem_challenge(&self, id: &Identity, ch: &Challenge) -> Result<(), AuthError> {
         self.redeem_at(id, ch, now_ns())
     }
 
     fn redeem_at(&self, id: &Identity, ch: &Challenge, now: i128) -> Result<(), AuthError> {
-        // The tag first: only challenges we issued can touch the used-set.
         let expected = self.challenge_tag(id, &ch.nonce, ch.created_ns);
         if !bool::from(expected.ct_eq(&ch.tag)) {
             return Err(AuthError::InvalidChallenge);
@@ -112,27 +101,7 @@ impl Authenticator {
         if now > expires {
             return Err(AuthError::ChallengeExpired);
         }
-        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        if used.contains_key(&ch.nonce) {
-            return Err(AuthError::ChallengeUsed);
-        }
-        if used.len() >= MAX_USED {
-            used.retain(|_, exp| *exp >= now);
-            if used.len() >= MAX_USED {
-                return Err(AuthError::Busy);
-            }
-        }
-        used.insert(ch.nonce, expires);
         Ok(())
-    }
-
-    /// Drops redeemed challenges that have expired (called periodically).
-    pub fn purge_expired(&self) {
-        let now = now_ns();
-        self.used
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, exp| *exp >= now);
     }
 
     pub fn issue_session(&self, id: &Identity) -> String {
@@ -218,7 +187,7 @@ mod tests {
     }
 
     #[test]
-    fn challenge_is_single_use_and_bound() {
+    fn challenge_is_bound_and_reusable_until_it_expires() {
         let a = auth();
         let ch = a.issue_challenge(&id('a'));
         assert_eq!(
@@ -238,10 +207,7 @@ mod tests {
             Err(AuthError::InvalidChallenge)
         );
         assert_eq!(a.redeem_challenge(&id('a'), &ch), Ok(()));
-        assert_eq!(
-            a.redeem_challenge(&id('a'), &ch),
-            Err(AuthError::ChallengeUsed)
-        );
+        assert_eq!(a.redeem_challenge(&id('a'), &ch), Ok(()));
         // Another server (another secret) does not accept it.
         assert_eq!(
             auth().redeem_challenge(&id('a'), &ch),

@@ -150,14 +150,13 @@ pub async fn run(args: GuardianArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Periodic housekeeping: forget idle rate-limit keys and expired challenges.
+/// Periodic housekeeping: forget idle rate-limit keys.
 async fn maintenance(app: http::AppState, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 app.limits.retain_recent();
-                app.auth.purge_expired();
             }
             () = stop.cancelled() => return,
         }

@@ -104,24 +104,18 @@ async fn tampered_challenges_are_rejected() {
             "{body}"
         );
     }
-    // The untampered challenge still works once (tampered attempts did not consume it)…
-    assert_eq!(
-        g.post("/v1/vault/auth/session", &redeem_body(&id, &ch))
-            .await
-            .0,
-        200
-    );
-    // …and only once, on either prefix.
-    assert_eq!(
-        g.post("/v1/vault/auth/session", &redeem_body(&id, &ch))
-            .await,
-        (401, err("challenge already used"))
-    );
-    assert_eq!(
-        g.post("/v2/vault/auth/session", &redeem_body(&id, &ch))
-            .await,
-        (401, err("challenge already used"))
-    );
+    // The untampered challenge works, and again within its TTL on either
+    // prefix (as in the reference: a client may retry after a lost answer).
+    for prefix in ["v1", "v2", "v1"] {
+        let (status, body) = g
+            .post(
+                &format!("/{prefix}/vault/auth/session"),
+                &redeem_body(&id, &ch),
+            )
+            .await;
+        assert_eq!(status, 200, "{prefix}: {body}");
+        assert!(body["session_token"].is_string(), "{body}");
+    }
 }
 
 #[tokio::test]

@@ -42,8 +42,6 @@ pub enum ApiError {
     InvalidChallenge,
     #[error("challenge expired")]
     ChallengeExpired,
-    #[error("challenge already used")]
-    ChallengeUsed,
     #[error("share not found")]
     ShareNotFound,
     #[error("secret not found")]
@@ -56,8 +54,6 @@ pub enum ApiError {
     TooManySecrets,
     #[error("rate limit exceeded")]
     RateLimited { limit: u32 },
-    #[error("service unavailable")]
-    Unavailable,
     #[error("internal server error")]
     Internal,
 }
@@ -70,13 +66,13 @@ impl ApiError {
             | ShareTooLarge | ShareEmpty | InvalidVersion | VersionNotGreater
             | InvalidSecretName => StatusCode::BAD_REQUEST,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            MissingSession | InvalidSession | InvalidChallenge | ChallengeExpired
-            | ChallengeUsed => StatusCode::UNAUTHORIZED,
+            MissingSession | InvalidSession | InvalidChallenge | ChallengeExpired => {
+                StatusCode::UNAUTHORIZED
+            }
             ShareNotFound | SecretNotFound | RouteNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             TooManySecrets => StatusCode::CONFLICT,
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -95,10 +91,8 @@ impl ApiError {
             MissingSession | InvalidSession => "unauthenticated",
             InvalidChallenge => "invalid",
             ChallengeExpired => "expired",
-            ChallengeUsed => "replayed",
             ShareNotFound | SecretNotFound | RouteNotFound => "not_found",
             RateLimited { .. } => "rate_limited",
-            Unavailable => "unavailable",
             Internal => "error",
         }
     }
@@ -137,8 +131,6 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::InvalidChallenge => Self::InvalidChallenge,
             AuthError::ChallengeExpired => Self::ChallengeExpired,
-            AuthError::ChallengeUsed => Self::ChallengeUsed,
-            AuthError::Busy => Self::Unavailable,
             AuthError::InvalidSession => Self::InvalidSession,
         }
     }
