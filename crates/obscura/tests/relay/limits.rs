@@ -344,6 +344,21 @@ async fn request_id_is_echoed_or_generated_on_every_response() {
         assert_eq!(parsed.get_version_num(), 4, "UUID v4");
         assert!(generated.insert(rid), "generated ids are unique");
     }
+    // An id that is not 1–128 characters of [A-Za-z0-9._:-] is not echoed
+    // (nor logged): a fresh UUID replaces it.
+    for unusable in ["a b", "x\u{7f}y", "é", &"x".repeat(129)] {
+        let resp = requests[0].2()
+            .header("x-request-id", unusable)
+            .send()
+            .await;
+        // reqwest refuses some header values itself; those never reach us.
+        let Ok(resp) = resp else { continue };
+        let rid = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert!(
+            uuid::Uuid::parse_str(&rid).is_ok(),
+            "{unusable:?} → {rid:?}"
+        );
+    }
 }
 
 /// A declared body far over any JSON limit is refused from the header, before

@@ -84,12 +84,13 @@ pub fn mgmt_router(state: AppState) -> Router {
     with_common_layers(mgmt)
 }
 
-/// Request ids (a client's `x-request-id` is echoed, else a UUID v4 is
-/// made) on every response, errors and fallbacks included; panics become
+/// Request ids (a client's usable `x-request-id` is echoed, else a UUID v4
+/// is made) on every response, errors and fallbacks included; panics become
 /// a JSON 500.
 fn with_common_layers(router: Router) -> Router {
     router.layer(
         ServiceBuilder::new()
+            .map_request(drop_unusable_request_id)
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(PropagateRequestIdLayer::x_request_id())
             // The span names the path only: the gateway's query carries a JWT.
@@ -101,6 +102,27 @@ fn with_common_layers(router: Router) -> Router {
                 error::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
             })),
     )
+}
+
+/// Longest client-chosen request id kept.
+const MAX_REQUEST_ID: usize = 128;
+
+/// A client's `x-request-id` is kept (echoed and logged) only when it is
+/// 1–128 characters of `[A-Za-z0-9._:-]` (a UUID is); anything else is
+/// dropped here and replaced by a fresh UUID, so no client writes
+/// arbitrary text into the logs.
+fn drop_unusable_request_id<B>(mut req: axum::http::Request<B>) -> axum::http::Request<B> {
+    let usable = req.headers().get("x-request-id").is_some_and(|v| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= MAX_REQUEST_ID
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'))
+    });
+    if !usable {
+        req.headers_mut().remove("x-request-id");
+    }
+    req
 }
 
 async fn livez() -> Response {
