@@ -95,6 +95,10 @@ pub struct RelayArgs {
     #[arg(long, env = "OBSCURA_MAX_ONE_TIME_PREKEYS", value_name = "N")]
     pub max_one_time_prekeys: Option<u32>,
 
+    /// Shortest password accepted at registration, in characters (the contract sets none, and existing clients allow short ones). [default: 1]
+    #[arg(long, env = "OBSCURA_MIN_PASSWORD_CHARS", value_name = "N")]
+    pub min_password_chars: Option<u32>,
+
     /// Sustained requests per second per authenticated user. [default: 20]
     #[arg(long, env = "OBSCURA_RATE_LIMIT_PER_SEC", value_name = "RATE")]
     pub rate_limit_per_sec: Option<f64>,
@@ -302,6 +306,7 @@ impl RelayArgs {
             cleanup_interval_secs: self.cleanup_interval_secs.or(file.cleanup_interval_secs),
             prekey_min_threshold: self.prekey_min_threshold.or(file.prekey_min_threshold),
             max_one_time_prekeys: self.max_one_time_prekeys.or(file.max_one_time_prekeys),
+            min_password_chars: self.min_password_chars.or(file.min_password_chars),
             rate_limit_per_sec: self.rate_limit_per_sec.or(file.rate_limit_per_sec),
             rate_limit_burst: self.rate_limit_burst.or(file.rate_limit_burst),
             ip_rate_limit_per_sec: self.ip_rate_limit_per_sec.or(file.ip_rate_limit_per_sec),

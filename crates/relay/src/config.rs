@@ -81,6 +81,8 @@ pub struct Config {
     pub cleanup_interval: Duration,
     pub prekey_min_threshold: u32,
     pub max_one_time_prekeys: u32,
+    /// Shortest password accepted at registration (characters, ≥ 1).
+    pub min_password_chars: usize,
     pub rate_limits: RateLimits,
     /// Each 64 KiB of a request body (or all of a smaller one) must arrive within this.
     pub body_read_timeout: Duration,
@@ -177,6 +179,13 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
+        let min_password_chars = a.min_password_chars.unwrap_or(1);
+        if min_password_chars == 0 {
+            return Err(ConfigError::Invalid {
+                option: "min-password-chars",
+                reason: "must be at least 1".into(),
+            });
+        }
         let backends = BackendConfig::resolve(&a)?;
         Ok(Config {
             listen: a
@@ -201,6 +210,7 @@ impl Config {
             cleanup_interval: secs(a.cleanup_interval_secs, 60, "cleanup-interval-secs")?,
             prekey_min_threshold: a.prekey_min_threshold.unwrap_or(10),
             max_one_time_prekeys,
+            min_password_chars: min_password_chars as usize,
             rate_limits: RateLimits {
                 user: quota(
                     a.rate_limit_per_sec,

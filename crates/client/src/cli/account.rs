@@ -28,7 +28,7 @@ pub struct Credentials {
     relay: RelayArgs,
     #[arg(long)]
     username: String,
-    /// Password (at least 12 characters); read from stdin when absent.
+    /// Password; read from stdin when absent.
     #[arg(long, env = "OBSCURA_PASSWORD", hide_env_values = true)]
     password: Option<String>,
 }

@@ -17,7 +17,6 @@ use crate::error::{Error, Result};
 use crate::store::{CreateUser, Identity, NewUser, OneTimePreKey, SignedPreKey};
 
 pub const MAX_USERNAME_CHARS: usize = 64;
-pub const MIN_PASSWORD_CHARS: usize = 12;
 /// Hashing cost grows with input; nobody needs a longer password than this.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
@@ -50,11 +49,15 @@ pub fn validate_username(username: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn validate_password(password: &str) -> Result<()> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(Error::invalid(format!(
-            "password must be at least {MIN_PASSWORD_CHARS} characters"
-        )));
+/// `min_chars` is `--min-password-chars` (at least 1: never empty).
+pub fn validate_password(password: &str, min_chars: usize) -> Result<()> {
+    let min_chars = min_chars.max(1);
+    if password.chars().count() < min_chars {
+        return Err(Error::invalid(if min_chars == 1 {
+            "password must not be empty".to_string()
+        } else {
+            format!("password must be at least {min_chars} characters")
+        }));
     }
     if password.len() > MAX_PASSWORD_BYTES {
         return Err(Error::invalid(format!(
@@ -65,9 +68,9 @@ pub fn validate_password(password: &str) -> Result<()> {
 }
 
 /// Every rule a registration must pass before anything is hashed or stored.
-pub fn validate_registration(reg: &Registration) -> Result<()> {
+pub fn validate_registration(reg: &Registration, min_password_chars: usize) -> Result<()> {
     validate_username(&reg.username)?;
-    validate_password(&reg.password)?;
+    validate_password(&reg.password, min_password_chars)?;
     validate_public_key(&reg.identity_key, "identityKey")?;
     validate_signed_pre_key(&reg.identity_key, &reg.signed_pre_key)?;
     validate_one_time_pre_keys(&reg.one_time_pre_keys, MAX_ONE_TIME_PRE_KEYS_PER_REQUEST)
@@ -151,7 +154,7 @@ fn hash_with(argon2: &Argon2<'_>, password: &str) -> Result<String> {
 impl Relay {
     /// Creates the account with its keys and starts a session.
     pub async fn register(&self, mut reg: Registration) -> Result<(Uuid, AuthTokens)> {
-        validate_registration(&reg)?;
+        validate_registration(&reg, self.config.min_password_chars)?;
         // As for uploads: keep only the newest `max-one-time-prekeys`.
         let keep = self.config.max_one_time_prekeys as usize;
         let excess = reg.one_time_pre_keys.len().saturating_sub(keep);
@@ -217,9 +220,12 @@ mod tests {
 
     #[test]
     fn passwords() {
-        assert!(validate_password("123456789012").is_ok());
-        assert!(validate_password("12345678901").is_err());
-        assert!(validate_password(&"x".repeat(MAX_PASSWORD_BYTES + 1)).is_err());
+        assert!(validate_password("123456789012", 12).is_ok());
+        assert!(validate_password("12345678901", 12).is_err());
+        assert!(validate_password("x", 1).is_ok());
+        assert!(validate_password("", 1).is_err());
+        assert!(validate_password("", 0).is_err());
+        assert!(validate_password(&"x".repeat(MAX_PASSWORD_BYTES + 1), 1).is_err());
     }
 
     #[tokio::test]
