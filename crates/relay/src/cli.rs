@@ -55,6 +55,10 @@ pub struct RelayArgs {
     #[arg(long, env = "OBSCURA_REFRESH_TOKEN_TTL_SECS", value_name = "SECS")]
     pub refresh_token_ttl_secs: Option<u64>,
 
+    /// A rotated refresh token presented again within this many seconds of its rotation gets a 401 only (a client racing itself, e.g. two tabs); later, its whole session family is revoked as stolen. 0 revokes on any reuse. [default: 60]
+    #[arg(long, env = "OBSCURA_REFRESH_REUSE_GRACE_SECS", value_name = "SECS")]
+    pub refresh_reuse_grace_secs: Option<u64>,
+
     /// Argon2id memory cost in KiB (OWASP minimum 19456). [default: 19456]
     #[arg(long, env = "OBSCURA_ARGON2_MEMORY_KIB", value_name = "KIB")]
     pub argon2_memory_kib: Option<u32>,
@@ -296,6 +300,9 @@ impl RelayArgs {
             jwt_secret: self.jwt_secret.or(file.jwt_secret),
             access_token_ttl_secs: self.access_token_ttl_secs.or(file.access_token_ttl_secs),
             refresh_token_ttl_secs: self.refresh_token_ttl_secs.or(file.refresh_token_ttl_secs),
+            refresh_reuse_grace_secs: self
+                .refresh_reuse_grace_secs
+                .or(file.refresh_reuse_grace_secs),
             argon2_memory_kib: self.argon2_memory_kib.or(file.argon2_memory_kib),
             argon2_iterations: self.argon2_iterations.or(file.argon2_iterations),
             argon2_parallelism: self.argon2_parallelism.or(file.argon2_parallelism),

@@ -73,6 +73,9 @@ pub struct Config {
     pub jwt_secret: Option<String>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// Reuse of a rotated refresh token this soon after its rotation is
+    /// answered 401 without revoking its family.
+    pub refresh_reuse_grace: Duration,
     pub argon2: Argon2Params,
     pub max_message_bytes: u64,
     pub storage_max_size_bytes: u64,
@@ -202,6 +205,7 @@ impl Config {
                 30 * 86_400,
                 "refresh-token-ttl-secs",
             )?,
+            refresh_reuse_grace: Duration::from_secs(a.refresh_reuse_grace_secs.unwrap_or(60)),
             argon2,
             max_message_bytes,
             storage_max_size_bytes,

@@ -54,7 +54,8 @@ async fn refresh_rotates_and_the_old_token_dies_at_once() {
 
 #[backend_test]
 async fn reusing_a_rotated_refresh_token_revokes_the_family() {
-    let relay = Relay::start().await;
+    // No grace: any reuse counts as theft (the grace has its own test).
+    let relay = Relay::start_with(&["--refresh-reuse-grace-secs", "0"]).await;
     let user = relay.register(1).await;
     // An independent session (second login) must survive the revocation.
     let other = expect_json(relay.login(&user.username, &user.password).await, 200).await;
@@ -301,6 +302,20 @@ async fn every_authenticated_endpoint_requires_a_bearer() {
         assert_eq!(resp.status().as_u16(), 401, "{what} without a bearer");
         expect_error(resp, 401).await;
     }
+}
+
+/// Two browser tabs refreshing with one token at once: the loser gets a 401
+/// but the session family survives, so the winner's new token keeps working
+/// (within `--refresh-reuse-grace-secs`, default 60 s).
+#[backend_test]
+async fn a_reuse_right_after_rotation_is_refused_without_revoking() {
+    let relay = Relay::start().await;
+    let user = relay.register(1).await;
+    let rotated = expect_json(relay.refresh(&user.refresh_token).await, 200).await;
+    expect_error(relay.refresh(&user.refresh_token).await, 401).await;
+    let next = rotated["refreshToken"].as_str().unwrap();
+    let again = expect_json(relay.refresh(next).await, 200).await;
+    assert!(again["token"].is_string());
 }
 
 /// Ten simultaneous refreshes with one token: exactly one rotation succeeds.

@@ -111,10 +111,19 @@ pub enum TokenState {
     Invalid,
 }
 
-pub fn classify_refresh_token(row: Option<&RefreshTokenRow>, now: i64) -> TokenState {
+pub fn classify_refresh_token(
+    row: Option<&RefreshTokenRow>,
+    now: i64,
+    reuse_grace_secs: i64,
+) -> TokenState {
     match row {
         None => TokenState::Invalid,
         Some(r) if r.revoked || r.expires_at <= now => TokenState::Invalid,
+        // Presented again just after its rotation: a client racing itself
+        // (two tabs refreshing at once), refused but not treated as theft.
+        Some(r) if r.rotated && r.rotated_at.is_some_and(|t| now - t < reuse_grace_secs) => {
+            TokenState::Invalid
+        }
         Some(r) if r.rotated => TokenState::Reused,
         Some(_) => TokenState::Live,
     }
@@ -179,6 +188,7 @@ impl Relay {
                 next_hash,
                 now + self.tokens.refresh_ttl.as_secs() as i64,
                 now,
+                i64::try_from(self.config.refresh_reuse_grace.as_secs()).unwrap_or(i64::MAX),
             )
             .await?;
         match rotation {
@@ -280,18 +290,41 @@ mod tests {
             family_id: Uuid::new_v4(),
             expires_at: 100,
             rotated: false,
+            rotated_at: None,
             revoked: false,
         };
-        assert_eq!(classify_refresh_token(None, 0), TokenState::Invalid);
-        assert_eq!(classify_refresh_token(Some(&row), 99), TokenState::Live);
-        assert_eq!(classify_refresh_token(Some(&row), 100), TokenState::Invalid);
+        assert_eq!(classify_refresh_token(None, 0, 0), TokenState::Invalid);
+        assert_eq!(classify_refresh_token(Some(&row), 99, 0), TokenState::Live);
+        assert_eq!(
+            classify_refresh_token(Some(&row), 100, 0),
+            TokenState::Invalid
+        );
         let rotated = RefreshTokenRow {
             rotated: true,
             ..row
         };
         assert_eq!(
-            classify_refresh_token(Some(&rotated), 50),
+            classify_refresh_token(Some(&rotated), 50, 60),
+            TokenState::Reused,
+            "rotated before its time was recorded: long ago"
+        );
+        let just_rotated = RefreshTokenRow {
+            rotated: true,
+            rotated_at: Some(40),
+            ..row
+        };
+        assert_eq!(
+            classify_refresh_token(Some(&just_rotated), 49, 10),
+            TokenState::Invalid
+        );
+        assert_eq!(
+            classify_refresh_token(Some(&just_rotated), 50, 10),
             TokenState::Reused
+        );
+        assert_eq!(
+            classify_refresh_token(Some(&just_rotated), 40, 0),
+            TokenState::Reused,
+            "no grace"
         );
         let revoked = RefreshTokenRow {
             rotated: true,
@@ -299,7 +332,7 @@ mod tests {
             ..row
         };
         assert_eq!(
-            classify_refresh_token(Some(&revoked), 50),
+            classify_refresh_token(Some(&revoked), 50, 0),
             TokenState::Invalid
         );
     }

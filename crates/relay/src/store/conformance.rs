@@ -301,40 +301,35 @@ pub async fn refresh_rotation_and_reuse_revokes_the_family(store: Arc<dyn Store>
             hash: first,
             user_id: user,
             family_id: family,
-            expires_at: 100,
+            expires_at: 1000,
         })
         .await
         .unwrap();
+    let rotate = |presented, next, now| {
+        let store = store.clone();
+        async move {
+            store
+                .rotate_refresh_token(presented, next, 1000, now, 60)
+                .await
+                .unwrap()
+        }
+    };
     let second = [2u8; 32];
     assert_eq!(
-        store
-            .rotate_refresh_token(first, second, 100, 10)
-            .await
-            .unwrap(),
+        rotate(first, second, 10).await,
         Rotation::Rotated { user_id: user }
     );
-    // Replaying the first token revokes the family: the second dies too.
+    // Again within the grace (a client racing itself): refused, no more.
+    assert_eq!(rotate(first, [3u8; 32], 69).await, Rotation::Invalid);
+    let third = [4u8; 32];
     assert_eq!(
-        store
-            .rotate_refresh_token(first, [3u8; 32], 100, 11)
-            .await
-            .unwrap(),
-        Rotation::ReuseDetected
+        rotate(second, third, 70).await,
+        Rotation::Rotated { user_id: user }
     );
-    assert_eq!(
-        store
-            .rotate_refresh_token(second, [4u8; 32], 100, 12)
-            .await
-            .unwrap(),
-        Rotation::Invalid
-    );
-    assert_eq!(
-        store
-            .rotate_refresh_token([9u8; 32], [5u8; 32], 100, 12)
-            .await
-            .unwrap(),
-        Rotation::Invalid
-    );
+    // Later, replaying it revokes the family: the newest token dies too.
+    assert_eq!(rotate(first, [5u8; 32], 70).await, Rotation::ReuseDetected);
+    assert_eq!(rotate(third, [6u8; 32], 72).await, Rotation::Invalid);
+    assert_eq!(rotate([9u8; 32], [7u8; 32], 72).await, Rotation::Invalid);
 }
 
 pub async fn logout_revokes_only_the_callers_family(store: Arc<dyn Store>) {
@@ -358,7 +353,7 @@ pub async fn logout_revokes_only_the_callers_family(store: Arc<dyn Store>) {
     assert!(store.revoke_refresh_family(token, user).await.unwrap());
     assert_eq!(
         store
-            .rotate_refresh_token(token, [2u8; 32], 100, 1)
+            .rotate_refresh_token(token, [2u8; 32], 100, 1, 0)
             .await
             .unwrap(),
         Rotation::Invalid

@@ -157,6 +157,9 @@ pub struct RefreshTokenRow {
     pub family_id: Uuid,
     pub expires_at: i64,
     pub rotated: bool,
+    /// When it was rotated (unix seconds); `None` if not, or rotated before
+    /// this was recorded.
+    pub rotated_at: Option<i64>,
     pub revoked: bool,
 }
 
@@ -234,13 +237,15 @@ pub trait Store: Send + Sync + 'static {
     // --- refresh tokens -----------------------------------------------------
     async fn insert_refresh_token(&self, token: NewRefreshToken) -> StoreResult<()>;
     /// Exchanges `presented` for `next` (same user and family) if it is live;
-    /// revokes the family if it was already rotated.
+    /// revokes the family if it was rotated `reuse_grace_secs` or more
+    /// before `now` (sooner, only refuses it).
     async fn rotate_refresh_token(
         &self,
         presented: [u8; 32],
         next_hash: [u8; 32],
         next_expires_at: i64,
         now: i64,
+        reuse_grace_secs: i64,
     ) -> StoreResult<Rotation>;
     /// Revokes the family of `presented` if it belongs to `user`.
     async fn revoke_refresh_family(&self, presented: [u8; 32], user: Uuid) -> StoreResult<bool>;

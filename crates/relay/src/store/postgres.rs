@@ -464,12 +464,13 @@ impl Store for PgStore {
         next_hash: [u8; 32],
         next_expires_at: i64,
         now: i64,
+        reuse_grace_secs: i64,
     ) -> StoreResult<Rotation> {
         let mut tx = self.pool.begin().await?;
         // FOR UPDATE: two concurrent rotations of one token serialise, so
         // the second sees `rotated` and is treated as reuse.
         let row = sqlx::query(
-            "SELECT user_id, family_id, expires_at, rotated, revoked FROM refresh_tokens
+            "SELECT user_id, family_id, expires_at, rotated, rotated_at, revoked FROM refresh_tokens
              WHERE token_hash = $1 FOR UPDATE",
         )
         .bind(&presented[..])
@@ -482,14 +483,21 @@ impl Store for PgStore {
                     family_id: r.try_get("family_id")?,
                     expires_at: r.try_get("expires_at")?,
                     rotated: r.try_get("rotated")?,
+                    rotated_at: r.try_get("rotated_at")?,
                     revoked: r.try_get("revoked")?,
                 })
             })
             .transpose()?;
-        let outcome = match (classify_refresh_token(row.as_ref(), now), row) {
+        let outcome = match (
+            classify_refresh_token(row.as_ref(), now, reuse_grace_secs),
+            row,
+        ) {
             (TokenState::Live, Some(row)) => {
-                sqlx::query("UPDATE refresh_tokens SET rotated = TRUE WHERE token_hash = $1")
-                    .bind(&presented[..])
+                sqlx::query(
+                    "UPDATE refresh_tokens SET rotated = TRUE, rotated_at = $2 WHERE token_hash = $1",
+                )
+                .bind(&presented[..])
+                .bind(now)
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query(

@@ -354,10 +354,11 @@ impl Store for SqliteStore {
         next_hash: [u8; 32],
         next_expires_at: i64,
         now: i64,
+        reuse_grace_secs: i64,
     ) -> StoreResult<Rotation> {
         let mut tx = self.writer.begin().await?;
         let row = sqlx::query(
-            "SELECT user_id, family_id, expires_at, rotated, revoked FROM refresh_tokens WHERE token_hash = ?",
+            "SELECT user_id, family_id, expires_at, rotated, rotated_at, revoked FROM refresh_tokens WHERE token_hash = ?",
         )
         .bind(&presented[..])
         .fetch_optional(&mut *tx)
@@ -369,16 +370,23 @@ impl Store for SqliteStore {
                     family_id: uuid_col(&r, "family_id")?,
                     expires_at: r.try_get("expires_at")?,
                     rotated: r.try_get::<i64, _>("rotated")? != 0,
+                    rotated_at: r.try_get("rotated_at")?,
                     revoked: r.try_get::<i64, _>("revoked")? != 0,
                 })
             })
             .transpose()?;
-        let outcome = match (classify_refresh_token(row.as_ref(), now), row) {
+        let outcome = match (
+            classify_refresh_token(row.as_ref(), now, reuse_grace_secs),
+            row,
+        ) {
             (TokenState::Live, Some(row)) => {
-                sqlx::query("UPDATE refresh_tokens SET rotated = 1 WHERE token_hash = ?")
-                    .bind(&presented[..])
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE refresh_tokens SET rotated = 1, rotated_at = ? WHERE token_hash = ?",
+                )
+                .bind(now)
+                .bind(&presented[..])
+                .execute(&mut *tx)
+                .await?;
                 sqlx::query(
                     "INSERT INTO refresh_tokens (token_hash, user_id, family_id, expires_at) VALUES (?, ?, ?, ?)",
                 )
