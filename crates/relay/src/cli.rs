@@ -135,6 +135,10 @@ pub struct RelayArgs {
     #[arg(long, env = "OBSCURA_KEEP_ALIVE_TIMEOUT_SECS", value_name = "SECS")]
     pub keep_alive_timeout_secs: Option<u64>,
 
+    /// Comma-separated origins (https://app.example) whose browser pages may call the API (CORS), or `*` for any. [default: none: no CORS headers]
+    #[arg(long, env = "OBSCURA_CORS_ALLOWED_ORIGINS", value_name = "LIST")]
+    pub cors_allowed_origins: Option<String>,
+
     /// Comma-separated IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed. [default: none]
     #[arg(long, env = "OBSCURA_TRUSTED_PROXIES", value_name = "LIST")]
     pub trusted_proxies: Option<String>,
@@ -327,6 +331,7 @@ impl RelayArgs {
                 .keep_alive_timeout_secs
                 .or(file.keep_alive_timeout_secs),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
+            cors_allowed_origins: self.cors_allowed_origins.or(file.cors_allowed_origins),
             database_url: self.database_url.or(file.database_url),
             database_schema: self.database_schema.or(file.database_schema),
             database_max_connections: self

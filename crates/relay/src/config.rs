@@ -92,6 +92,8 @@ pub struct Config {
     /// An idle keep-alive connection is closed after this.
     pub keep_alive_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
+    /// Browser origins allowed to call the API (CORS); empty: none.
+    pub cors: CorsOrigins,
     /// Where state, fan-out, shared limits and blobs live (SQLite + local by default).
     pub backends: BackendConfig,
     pub push: PushConfig,
@@ -241,6 +243,7 @@ impl Config {
             body_read_timeout: secs(a.body_read_timeout_secs, 30, "body-read-timeout-secs")?,
             keep_alive_timeout: secs(a.keep_alive_timeout_secs, 75, "keep-alive-timeout-secs")?,
             trusted_proxies: parse_trusted_proxies(a.trusted_proxies.as_deref().unwrap_or(""))?,
+            cors: parse_cors_origins(a.cors_allowed_origins.as_deref().unwrap_or(""))?,
             backends,
             push,
         })
@@ -351,6 +354,50 @@ pub fn parse_trusted_proxies(list: &str) -> Result<Vec<IpNet>, ConfigError> {
                 })
         })
         .collect()
+}
+
+/// Which browser origins may call the API (`--cors-allowed-origins`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// No CORS headers at all (browsers allow same-origin pages only).
+    #[default]
+    None,
+    /// `*`: any origin (tokens travel in headers, never in cookies).
+    Any,
+    /// Exactly these, e.g. `https://app.example`.
+    List(Vec<String>),
+}
+
+pub fn parse_cors_origins(list: &str) -> Result<CorsOrigins, ConfigError> {
+    let origins: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if origins.is_empty() {
+        return Ok(CorsOrigins::None);
+    }
+    if origins == ["*"] {
+        return Ok(CorsOrigins::Any);
+    }
+    origins
+        .into_iter()
+        .map(|o| {
+            let scheme_ok = o.starts_with("https://") || o.starts_with("http://");
+            if !scheme_ok
+                || o.ends_with('/')
+                || o.contains('*')
+                || o.chars().any(char::is_whitespace)
+            {
+                return Err(ConfigError::Invalid {
+                    option: "cors-allowed-origins",
+                    reason: format!("not an origin like https://app.example (or a lone *): {o}"),
+                });
+            }
+            Ok(o.to_string())
+        })
+        .collect::<Result<_, _>>()
+        .map(CorsOrigins::List)
 }
 
 /// The database behind `store::Store`.
@@ -640,6 +687,27 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn cors_origins_parse() {
+        assert_eq!(parse_cors_origins(" ").unwrap(), CorsOrigins::None);
+        assert_eq!(parse_cors_origins("*").unwrap(), CorsOrigins::Any);
+        assert_eq!(
+            parse_cors_origins("https://a.example, http://localhost:5173").unwrap(),
+            CorsOrigins::List(vec![
+                "https://a.example".into(),
+                "http://localhost:5173".into()
+            ])
+        );
+        for bad in [
+            "a.example",
+            "https://a.example/",
+            "https://*.example",
+            "*,https://a.example",
+        ] {
+            assert!(parse_cors_origins(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

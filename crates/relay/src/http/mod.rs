@@ -25,6 +25,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -66,9 +67,41 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
-        .layer(axum::middleware::from_fn(crate::metrics::track_http))
-        .with_state(state);
-    with_common_layers(api)
+        .layer(axum::middleware::from_fn(crate::metrics::track_http));
+    // Outside the routes: a preflight is answered before routing (no 405),
+    // authentication or rate limiting.
+    let api = match cors_layer(&state.relay.config.cors) {
+        Some(cors) => api.layer(cors),
+        None => api,
+    };
+    with_common_layers(api.with_state(state))
+}
+
+/// `--cors-allowed-origins`: browser pages of those origins may call the API
+/// with a bearer token (no cookies are involved, so no credentials mode).
+fn cors_layer(origins: &crate::config::CorsOrigins) -> Option<CorsLayer> {
+    use crate::config::CorsOrigins;
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    let allow = match origins {
+        CorsOrigins::None => return None,
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(list) => {
+            AllowOrigin::list(list.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+        }
+    };
+    let request_id = HeaderName::from_static("x-request-id");
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                request_id.clone(),
+            ])
+            .expose_headers([request_id, header::RETRY_AFTER])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// `/livez` (the process answers), `/readyz` (the database answers) and
