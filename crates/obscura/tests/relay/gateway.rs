@@ -151,27 +151,66 @@ async fn pre_key_status_with_no_keys_at_all() {
     );
 }
 
+/// Live sockets per user the relay keeps (`fanout::local::MAX_SESSIONS_PER_USER`).
+const SESSIONS_PER_USER: usize = 4;
+
+/// Two tabs, or a phone and a desktop page: every socket of a user gets
+/// every message (clients deduplicate by id), and the first ACK deletes it.
 #[backend_test]
-async fn a_second_connection_replaces_the_first() {
+async fn several_connections_of_one_user_each_receive_every_message() {
     let relay = Relay::start().await;
     let sender = relay.register(12).await;
     let user = relay.register(12).await;
     let mut first = relay.connect(&user.token).await;
     let mut second = relay.connect(&user.token).await;
+    relay
+        .send_ok(&sender.token, &user.id, &message(2, b"to both"))
+        .await;
+    let a = first.envelope().await;
+    let b = second.envelope().await;
+    assert_eq!(
+        (a.id.as_str(), a.message.unwrap().content),
+        (b.id.as_str(), b"to both".to_vec())
+    );
+    second.ack_each(&[&b.id]).await;
+    second.sync().await;
+    assert!(first.is_open().await && second.is_open().await);
+    first.close().await;
+    second.close().await;
+    // Acknowledged once, gone for every socket.
+    let mut third = relay.connect(&user.token).await;
+    relay
+        .send_ok(&sender.token, &user.id, &message(2, b"fence"))
+        .await;
+    assert_eq!(third.envelope().await.message.unwrap().content, b"fence");
+}
 
-    let close = first
+/// Past the per-user limit the oldest socket is closed (4000 `replaced`),
+/// so a client reconnecting in a loop cannot pile up sessions.
+#[backend_test]
+async fn past_the_limit_a_new_connection_replaces_the_oldest() {
+    let relay = Relay::start().await;
+    let sender = relay.register(12).await;
+    let user = relay.register(12).await;
+    let mut sockets = Vec::new();
+    for _ in 0..SESSIONS_PER_USER {
+        sockets.push(relay.connect(&user.token).await);
+    }
+    let mut newest = relay.connect(&user.token).await;
+    let close = sockets[0]
         .expect_closed()
         .await
         .expect("a close frame, not a dropped connection");
-    let code = u16::from(close.code);
-    assert!(code == 4000 || code == 1008, "close code {code}");
+    assert_eq!(u16::from(close.code), 4000);
     assert_eq!(close.reason.as_str(), "replaced");
-
+    for socket in &mut sockets[1..] {
+        assert!(socket.is_open().await);
+    }
     relay
         .send_ok(&sender.token, &user.id, &message(2, b"to the new socket"))
         .await;
     assert_eq!(
-        second.envelope().await.message.unwrap().content,
+        newest.envelope().await.message.unwrap().content,
         b"to the new socket"
     );
 }
@@ -203,8 +242,9 @@ async fn malformed_frames_do_not_break_the_server() {
 
 /// What the replaced socket received but never acknowledged is delivered
 /// to the new one.
+/// A new socket gets what is still unacknowledged, while the old one lives.
 #[backend_test]
-async fn replacement_redelivers_unacknowledged_messages() {
+async fn a_new_connection_gets_what_is_unacknowledged() {
     let relay = Relay::start().await;
     let sender = relay.register(12).await;
     let user = relay.register(12).await;
@@ -214,17 +254,20 @@ async fn replacement_redelivers_unacknowledged_messages() {
         .await;
     let env = first.envelope().await;
     let mut second = relay.connect(&user.token).await;
-    first.expect_closed().await;
     assert_eq!(second.envelope().await.id, env.id);
+    assert!(first.is_open().await);
 }
 
-/// Five simultaneous connections of one user settle on exactly one live socket.
+/// Simultaneous connections of one user settle on the per-user limit of
+/// live sockets, and a message reaches every survivor.
 #[backend_test]
-async fn concurrent_connections_settle_on_one_socket() {
+async fn concurrent_connections_settle_on_the_per_user_limit() {
     let relay = Relay::start().await;
     let sender = relay.register(12).await;
     let user = relay.register(12).await;
-    let mut sockets = futures::future::join_all((0..5).map(|_| relay.connect(&user.token))).await;
+    let total = SESSIONS_PER_USER + 2;
+    let mut sockets =
+        futures::future::join_all((0..total).map(|_| relay.connect(&user.token))).await;
     let mut open = vec![true; sockets.len()];
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
@@ -234,24 +277,25 @@ async fn concurrent_connections_settle_on_one_socket() {
             }
         }
         let n = open.iter().filter(|o| **o).count();
-        assert!(n >= 1, "every connection was closed; none survived");
-        if n == 1 {
+        assert!(n >= SESSIONS_PER_USER, "too many closed: {open:?}");
+        if n == SESSIONS_PER_USER {
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "more than one socket stayed open for one user: {open:?}"
+            "more than {SESSIONS_PER_USER} sockets stayed open for one user: {open:?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let survivor = open.iter().position(|o| *o).unwrap();
     relay
-        .send_ok(&sender.token, &user.id, &message(2, b"to the survivor"))
+        .send_ok(&sender.token, &user.id, &message(2, b"to the survivors"))
         .await;
-    assert_eq!(
-        sockets[survivor].envelope().await.message.unwrap().content,
-        b"to the survivor"
-    );
+    for (socket, _) in sockets.iter_mut().zip(&open).filter(|(_, o)| **o) {
+        assert_eq!(
+            socket.envelope().await.message.unwrap().content,
+            b"to the survivors"
+        );
+    }
 }
 
 /// Besides `?token=`, the relay accepts `Authorization: Bearer` on the

@@ -1,4 +1,10 @@
-//! The in-process [`Fanout`]: a map from user to their one live session.
+//! The in-process [`Fanout`]: a map from user to their live sessions.
+//!
+//! A user may hold several sockets at once (two browser tabs, a phone and a
+//! desktop page): each gets every signal, and whichever ACKs a message
+//! first deletes it (clients deduplicate by `Envelope.id`). Beyond
+//! [`MAX_SESSIONS_PER_USER`] the oldest is closed (`replaced`), so a client
+//! reconnecting in a loop cannot pile up sessions.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -14,6 +20,8 @@ use super::{CloseReason, Fanout, Signal, Subscription};
 /// blocks of 32 anyway); when it is full the session has a wake-up pending
 /// and is marked lagged, so it reads the store instead.
 const SIGNAL_QUEUE: usize = 32;
+/// Live sessions per user on one node; a newer one replaces the oldest.
+pub const MAX_SESSIONS_PER_USER: usize = 4;
 
 struct Entry {
     conn: u64,
@@ -37,7 +45,8 @@ impl Entry {
 #[derive(Default)]
 struct Registry {
     next_conn: u64,
-    sessions: HashMap<Uuid, Entry>,
+    /// Each user's sessions, oldest first.
+    sessions: HashMap<Uuid, Vec<Entry>>,
 }
 
 #[derive(Default, Clone)]
@@ -51,7 +60,7 @@ impl LocalFanout {
     }
 }
 
-/// Unregisters on drop, unless a newer session already replaced this one.
+/// Unregisters its session on drop.
 struct Guard {
     registry: Arc<Mutex<Registry>>,
     user: Uuid,
@@ -62,12 +71,12 @@ struct Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         if let Ok(mut reg) = self.registry.lock()
-            && reg
-                .sessions
-                .get(&self.user)
-                .is_some_and(|e| e.conn == self.conn)
+            && let Some(entries) = reg.sessions.get_mut(&self.user)
         {
-            reg.sessions.remove(&self.user);
+            entries.retain(|e| e.conn != self.conn);
+            if entries.is_empty() {
+                reg.sessions.remove(&self.user);
+            }
         }
         self.done.cancel();
     }
@@ -96,10 +105,15 @@ impl Fanout for LocalFanout {
             lagged: lagged.clone(),
             cursor: cursor.clone(),
         };
-        let predecessor_done = reg.sessions.insert(user, entry).map(|old| {
-            old.close(CloseReason::Replaced);
-            old.done.clone()
+        let entries = reg.sessions.entry(user).or_default();
+        // Over the limit, the oldest goes; the new session waits for it to
+        // flush its ACKs (bounded) before delivering, as for a takeover.
+        let predecessor_done = (entries.len() >= MAX_SESSIONS_PER_USER).then(|| {
+            let oldest = entries.remove(0);
+            oldest.close(CloseReason::Replaced);
+            oldest.done.clone()
         });
+        entries.push(entry);
         drop(reg);
         Subscription {
             signals: rx,
@@ -119,16 +133,19 @@ impl Fanout for LocalFanout {
 
     fn notify(&self, user: Uuid, signal: Signal) {
         if let Ok(reg) = self.inner.lock()
-            && let Some(entry) = reg.sessions.get(&user)
+            && let Some(entries) = reg.sessions.get(&user)
         {
-            // Full queue = a wake-up is already pending; a PreKeysLow lost
-            // this way is re-evaluated by the client on its next upload.
-            // A lost `Message` makes the session's view incomplete: flag it,
-            // then make sure a signal follows the flag (the session may have
-            // emptied the queue in between), so the session reads the store.
-            if entry.signals.try_send(signal).is_err() {
-                entry.lagged.store(true, Ordering::Release);
-                let _ = entry.signals.try_send(Signal::Messages);
+            for entry in entries {
+                // Full queue = a wake-up is already pending; a PreKeysLow
+                // lost this way is re-evaluated by the client on its next
+                // upload. A lost `Message` makes the session's view
+                // incomplete: flag it, then make sure a signal follows the
+                // flag (the session may have emptied the queue in between),
+                // so the session reads the store.
+                if entry.signals.try_send(signal.clone()).is_err() {
+                    entry.lagged.store(true, Ordering::Release);
+                    let _ = entry.signals.try_send(Signal::Messages);
+                }
             }
         }
     }
@@ -138,7 +155,15 @@ impl Fanout for LocalFanout {
             Ok(reg) => reg
                 .sessions
                 .iter()
-                .map(|(user, e)| (*user, e.cursor.load(Ordering::Acquire)))
+                // The least advanced session of each user: a wake-up
+                // reaches all of them, and each reads from its own cursor.
+                .filter_map(|(user, entries)| {
+                    entries
+                        .iter()
+                        .map(|e| e.cursor.load(Ordering::Acquire))
+                        .min()
+                        .map(|cursor| (*user, cursor))
+                })
                 .collect(),
             Err(_) => Vec::new(),
         }
@@ -146,14 +171,19 @@ impl Fanout for LocalFanout {
 
     fn disconnect(&self, user: Uuid, reason: CloseReason) {
         if let Ok(reg) = self.inner.lock()
-            && let Some(entry) = reg.sessions.get(&user)
+            && let Some(entries) = reg.sessions.get(&user)
         {
-            entry.close(reason);
+            for entry in entries {
+                entry.close(reason);
+            }
         }
     }
 
     fn connected(&self) -> usize {
-        self.inner.lock().map(|r| r.sessions.len()).unwrap_or(0)
+        self.inner
+            .lock()
+            .map(|r| r.sessions.values().map(Vec::len).sum())
+            .unwrap_or(0)
     }
 
     fn is_connected(&self, user: Uuid) -> bool {
@@ -169,24 +199,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_new_subscription_replaces_the_old_one() {
+    fn sessions_coexist_up_to_the_limit_then_the_oldest_is_replaced() {
         let fanout = LocalFanout::new();
         let user = Uuid::new_v4();
-        let first = fanout.subscribe(user);
-        let second = fanout.subscribe(user);
-        assert!(first.close.is_cancelled());
-        assert_eq!(first.close_reason(), Some(CloseReason::Replaced));
-        assert!(!second.close.is_cancelled());
-        let done = second.predecessor_done.clone().unwrap();
+        let mut subs: Vec<Subscription> = (0..MAX_SESSIONS_PER_USER)
+            .map(|_| fanout.subscribe(user))
+            .collect();
+        assert!(subs.iter().all(|s| !s.close.is_cancelled()));
+        assert!(subs.iter().all(|s| s.predecessor_done.is_none()));
+        fanout.notify(user, Signal::Messages);
+        for sub in &mut subs {
+            assert_eq!(sub.signals.try_recv().ok(), Some(Signal::Messages));
+        }
+        let newest = fanout.subscribe(user);
+        assert_eq!(subs[0].close_reason(), Some(CloseReason::Replaced));
+        assert!(subs[1..].iter().all(|s| !s.close.is_cancelled()));
+        let done = newest.predecessor_done.clone().unwrap();
         assert!(!done.is_cancelled());
-        drop(first);
+        drop(subs.remove(0));
         assert!(done.is_cancelled());
-        // Dropping the replaced one must not unregister the live one.
-        assert_eq!(fanout.connected(), 1);
+        assert_eq!(fanout.connected(), MAX_SESSIONS_PER_USER);
         fanout.disconnect(user, CloseReason::Takeover);
-        assert_eq!(second.close_reason(), Some(CloseReason::Takeover));
-        drop(second);
+        assert!(
+            subs.iter()
+                .all(|s| s.close_reason() == Some(CloseReason::Takeover))
+        );
+        assert_eq!(newest.close_reason(), Some(CloseReason::Takeover));
+        drop(subs);
+        drop(newest);
         assert_eq!(fanout.connected(), 0);
+        assert!(!fanout.is_connected(user));
     }
 
     #[test]
@@ -210,6 +252,10 @@ mod tests {
         let user = Uuid::new_v4();
         let sub = fanout.subscribe(user);
         sub.cursor.store(42, Ordering::Release);
+        let behind = fanout.subscribe(user);
+        behind.cursor.store(7, Ordering::Release);
+        assert_eq!(fanout.cursors(), [(user, 7)], "the least advanced one");
+        drop(behind);
         assert_eq!(fanout.cursors(), [(user, 42)]);
         drop(sub);
         assert!(fanout.cursors().is_empty());

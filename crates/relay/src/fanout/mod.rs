@@ -39,8 +39,8 @@ pub enum CloseReason {
     Takeover,
 }
 
-/// A session's registration. Dropping it unregisters the session (if it is
-/// still the current one) and tells a successor that it has finished.
+/// A session's registration. Dropping it unregisters the session and tells
+/// a successor (one that replaced it) that it has finished.
 pub struct Subscription {
     pub signals: mpsc::Receiver<Signal>,
     /// Cancelled when the session must close; the reason is in `close_reason`.
@@ -70,12 +70,13 @@ impl Subscription {
 }
 
 pub trait Fanout: Send + Sync + 'static {
-    /// Registers the user's live session, closing any previous one (one live
-    /// socket per user).
+    /// Registers a live session of the user beside the others (up to a
+    /// per-user limit, past which the oldest is replaced; across nodes, a
+    /// user's sessions live on one node).
     fn subscribe(&self, user: Uuid) -> Subscription;
-    /// Wakes the user's session, wherever it is. Never blocks.
+    /// Wakes the user's sessions, wherever they are. Never blocks.
     fn notify(&self, user: Uuid, signal: Signal);
-    /// Closes the user's session, wherever it is.
+    /// Closes the user's sessions, wherever they are.
     fn disconnect(&self, user: Uuid, reason: CloseReason);
     /// Number of live sessions on this node.
     fn connected(&self) -> usize;

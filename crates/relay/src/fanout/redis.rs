@@ -8,8 +8,8 @@
 //! - `close <replaced|takeover> <generation>`: close the user's sessions
 //!   older than `generation`.
 //!
-//! One live socket per user across nodes: every new session (and every
-//! takeover) draws a generation from `INCR <prefix>:generation` (one counter
+//! A user's sessions live on one node (that node keeps several, see
+//! `LocalFanout`): every new session (and every takeover) draws a generation from `INCR <prefix>:generation` (one counter
 //! for the deployment, so Redis holds no per-user state) and publishes
 //! `close … <generation>` on the user's channel; a node closes its session
 //! for that user when the session's own generation is lower. Generations are
@@ -38,7 +38,7 @@ use crate::config::RedisSettings;
 /// What this node knows about one user with a session here.
 #[derive(Debug, Default)]
 struct LocalUser {
-    /// Live local sessions (2 only briefly, while one replaces the other).
+    /// Live local sessions of the user on this node.
     sessions: u32,
     /// Which local session is the newest (a per-node counter).
     current: u64,
@@ -369,7 +369,7 @@ impl Fanout for RedisFanout {
 
     fn notify(&self, user: Uuid, signal: Signal) {
         self.inner.local.notify(user, signal.clone());
-        // The user's one live session is here: no other node needs telling
+        // The user's live sessions are all here: no other node needs telling
         // (a newer session elsewhere reads the store when it starts, and
         // polls). Saves a task and a Redis round trip per message.
         if self.inner.local.is_connected(user) {

@@ -2,8 +2,9 @@
 //!
 //! The handshake is checked before upgrading (JWT, identity key, per-IP
 //! rate limit), so failures are ordinary JSON errors. After the upgrade a
-//! [`session`] runs until the client leaves, a newer connection or a device
-//! takeover replaces it, or the server shuts down.
+//! [`session`] runs until the client leaves, the user's sessions exceed the
+//! per-user limit (the oldest goes), a device takeover, or shutdown. A user
+//! may hold several sessions; each gets every message.
 
 pub mod acks;
 pub mod poll;
