@@ -6,10 +6,12 @@
 //! concurrently thanks to WAL. `synchronous = FULL` makes every commit
 //! durable across power loss, so a 201 means "on disk".
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -152,7 +154,23 @@ const MESSAGE_COLUMNS: usize = 7;
 /// the users whose wake-ups are cancelled (JSON arrays), the cancel's `now`.
 /// Every row returned is tagged by `kind`: `latest` (a recipient's highest
 /// `seq` before the batch), `stored` (id, seq), `deleted` (recipient, id).
-fn batch_sql(insert_rows: usize) -> String {
+fn batch_sql(insert_rows: usize) -> Cow<'static, str> {
+    // Built once per shape: the string is also the statement cache's key.
+    static SHAPES: [OnceLock<String>; 11] = [const { OnceLock::new() }; 11];
+    let shape = if insert_rows == 0 {
+        0
+    } else {
+        insert_rows.trailing_zeros() as usize + 1
+    };
+    match SHAPES.get(shape) {
+        Some(cell) if insert_rows == 0 || insert_rows.is_power_of_two() => {
+            Cow::Borrowed(cell.get_or_init(|| build_batch_sql(insert_rows)))
+        }
+        _ => Cow::Owned(build_batch_sql(insert_rows)),
+    }
+}
+
+fn build_batch_sql(insert_rows: usize) -> String {
     // IMMEDIATE: take the write lock before the first read. Then no other
     // writer (another process on the same file included) can store a
     // message until this commits, so the `latest` read stays exact; and a
@@ -204,18 +222,27 @@ fn insert_rows(n: usize) -> usize {
 }
 
 /// `["a", "b", …]`: UUIDs need no escaping.
-fn json_uuids<'a>(ids: impl Iterator<Item = &'a Uuid>) -> String {
-    let items: Vec<String> = ids.map(|id| format!("\"{id}\"")).collect();
-    format!("[{}]", items.join(","))
+fn json_uuids<'a>(ids: impl ExactSizeIterator<Item = &'a Uuid>) -> String {
+    let mut json = String::with_capacity(2 + ids.len() * 39);
+    json.push('[');
+    for (i, id) in ids.enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(json, "{sep}\"{id}\"");
+    }
+    json.push(']');
+    json
 }
 
 /// `[["recipient", "id"], …]`.
 fn json_pairs(pairs: &[(Uuid, Uuid)]) -> String {
-    let items: Vec<String> = pairs
-        .iter()
-        .map(|(user, id)| format!("[\"{user}\",\"{id}\"]"))
-        .collect();
-    format!("[{}]", items.join(","))
+    let mut json = String::with_capacity(2 + pairs.len() * 82);
+    json.push('[');
+    for (i, (user, id)) in pairs.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(json, "{sep}[\"{user}\",\"{id}\"]");
+    }
+    json.push(']');
+    json
 }
 
 #[async_trait]
@@ -224,7 +251,7 @@ impl BatchWriter for SqliteBatchWriter {
         let messages = enqueues(writes);
         let rows = insert_rows(messages.len());
         let sql = batch_sql(rows);
-        let mut query = sqlx::query(&sql).bind(json_uuids(recipients(writes).iter()));
+        let mut query = sqlx::query(sql.as_ref()).bind(json_uuids(recipients(writes).iter()));
         for m in &messages {
             query = query
                 .bind(m.id.to_string())
@@ -771,6 +798,24 @@ mod tests {
 
     use super::*;
     use crate::store::conformance::{Check, add_user, conformance_tests, message};
+
+    #[test]
+    fn batch_sql_is_built_once_per_shape_and_lists_are_json() {
+        for rows in [0, 1, 2, 64, 512] {
+            let (a, b) = (batch_sql(rows), batch_sql(rows));
+            assert!(matches!((&a, &b), (Cow::Borrowed(_), Cow::Borrowed(_))));
+            assert!(std::ptr::eq(a.as_ref(), b.as_ref()), "{rows}");
+            assert_eq!(a.matches('?').count(), 4 + rows * MESSAGE_COLUMNS);
+        }
+        assert_eq!(insert_rows(3), 4);
+        assert_eq!(insert_rows(0), 0);
+        let (u, v) = (Uuid::new_v4(), Uuid::new_v4());
+        let parsed: serde_json::Value = serde_json::from_str(&json_uuids([u, v].iter())).unwrap();
+        assert_eq!(parsed, serde_json::json!([u.to_string(), v.to_string()]));
+        let parsed: serde_json::Value = serde_json::from_str(&json_pairs(&[(u, v)])).unwrap();
+        assert_eq!(parsed, serde_json::json!([[u.to_string(), v.to_string()]]));
+        assert_eq!(json_pairs(&[]), "[]");
+    }
 
     async fn fresh_store() -> (tempfile::TempDir, Arc<SqliteStore>) {
         let dir = tempfile::tempdir().unwrap();
