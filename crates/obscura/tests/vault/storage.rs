@@ -207,28 +207,37 @@ async fn a_reference_guardians_data_directory_is_imported_on_first_start() {
     let dir = obscura_testkit::data_dir();
     let root = dir.path();
     let (v1_id, v2_id) = (identity(), identity());
-    let share = root.join("shares").join(&v1_id);
-    std::fs::create_dir_all(&share).unwrap();
-    std::fs::write(share.join("share.bin"), b"reference v1 share").unwrap();
-    std::fs::write(share.join("version"), "41").unwrap();
+    // A reference record: the bare share and its version file beside it.
+    let reference = |dir: std::path::PathBuf, share: &[u8], side: (&str, &str)| {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("share.bin"), share).unwrap();
+        std::fs::write(dir.join(side.0), side.1).unwrap();
+        dir
+    };
+    let share = reference(
+        root.join("shares").join(&v1_id),
+        b"reference v1 share",
+        ("version", "41"),
+    );
     std::fs::write(share.join("checksum.bin"), [7u8; 32]).unwrap();
-    let secret = root.join("vaults").join(&v2_id).join("api-key");
-    std::fs::create_dir_all(&secret).unwrap();
-    std::fs::write(secret.join("share.bin"), b"reference secret").unwrap();
-    std::fs::write(
-        secret.join("meta.json"),
-        r#"{"version":5,"created_ns":1700000000000000000,"updated_ns":1700000000000000001,"size":16}"#,
-    )
-    .unwrap();
+    let vault = root.join("vaults").join(&v2_id);
+    reference(
+        vault.join("api-key"),
+        b"reference secret",
+        (
+            "meta.json",
+            r#"{"version":5,"created_ns":1700000000000000000,"updated_ns":1700000000000000001,"size":16}"#,
+        ),
+    );
     // Its meta.json does not match its share: not imported, not served.
-    let bad = root.join("vaults").join(&v2_id).join("torn");
-    std::fs::create_dir_all(&bad).unwrap();
-    std::fs::write(bad.join("share.bin"), b"abc").unwrap();
-    std::fs::write(
-        bad.join("meta.json"),
-        r#"{"version":1,"created_ns":1,"updated_ns":1,"size":9}"#,
-    )
-    .unwrap();
+    reference(
+        vault.join("torn"),
+        b"abc",
+        (
+            "meta.json",
+            r#"{"version":1,"created_ns":1,"updated_ns":1,"size":9}"#,
+        ),
+    );
 
     let mut g = Guardian::start_in(root, &[]).await;
     assert_eq!(
@@ -257,10 +266,11 @@ async fn a_reference_guardians_data_directory_is_imported_on_first_start() {
     let status = g.server.terminate().await.unwrap();
     assert!(status.success(), "{status}");
     let planted_id = identity();
-    let planted = root.join("shares").join(&planted_id);
-    std::fs::create_dir_all(&planted).unwrap();
-    std::fs::write(planted.join("share.bin"), b"planted").unwrap();
-    std::fs::write(planted.join("version"), "1").unwrap();
+    reference(
+        root.join("shares").join(&planted_id),
+        b"planted",
+        ("version", "1"),
+    );
     g.server.restart().await.unwrap();
     assert_eq!(
         g.pull(&planted_id).await,
