@@ -5,11 +5,6 @@ mod dev;
 mod otlp;
 
 use clap::{Parser, Subcommand};
-
-// glibc malloc/free were ~21 % of the relay's user-space instructions per
-// message; mimalloc cuts that part (docs/performance.md, sixth round).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use obscura_relay::cli::LogFormat;
 
 #[derive(Debug, Parser)]
