@@ -111,7 +111,7 @@ pub struct RelayArgs {
     #[arg(long, env = "OBSCURA_RATE_LIMIT_BURST", value_name = "N")]
     pub rate_limit_burst: Option<u32>,
 
-    /// Requests per second per IP on unauthenticated routes (key bundles, gateway handshake). [default: 10]
+    /// Requests per second per IP on unauthenticated routes (key bundles, gateway handshake, token refresh). [default: 10]
     #[arg(long, env = "OBSCURA_IP_RATE_LIMIT_PER_SEC", value_name = "RATE")]
     pub ip_rate_limit_per_sec: Option<f64>,
 
@@ -119,11 +119,11 @@ pub struct RelayArgs {
     #[arg(long, env = "OBSCURA_IP_RATE_LIMIT_BURST", value_name = "N")]
     pub ip_rate_limit_burst: Option<u32>,
 
-    /// Requests per second per IP on register / login / refresh. [default: 1]
+    /// Requests per second per IP on register / login (each hashes a password). [default: 5]
     #[arg(long, env = "OBSCURA_AUTH_RATE_LIMIT_PER_SEC", value_name = "RATE")]
     pub auth_rate_limit_per_sec: Option<f64>,
 
-    /// Burst size per IP on register / login / refresh. [default: 10]
+    /// Burst size per IP on register / login. [default: 50]
     #[arg(long, env = "OBSCURA_AUTH_RATE_LIMIT_BURST", value_name = "N")]
     pub auth_rate_limit_burst: Option<u32>,
 

@@ -48,7 +48,7 @@ pub struct RateLimits {
     pub user: Quota,
     /// Per client IP, on unauthenticated routes (key bundles, gateway handshake).
     pub ip: Quota,
-    /// Per client IP, on register / login / refresh.
+    /// Per client IP, on register / login.
     pub auth: Quota,
 }
 
@@ -234,9 +234,9 @@ impl Config {
                 )?,
                 auth: quota(
                     a.auth_rate_limit_per_sec,
-                    1.0,
+                    5.0,
                     a.auth_rate_limit_burst,
-                    10,
+                    50,
                     "auth-rate-limit-*",
                 )?,
             },
@@ -648,8 +648,8 @@ mod tests {
         assert_eq!(
             c.rate_limits.auth,
             Quota {
-                per_sec: 1.0,
-                burst: 10
+                per_sec: 5.0,
+                burst: 50
             }
         );
         assert!(c.trusted_proxies.is_empty());

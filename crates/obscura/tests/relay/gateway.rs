@@ -363,3 +363,91 @@ async fn idle_sockets_stay_cheap() {
         "{per_socket} bytes of server memory per idle WebSocket"
     );
 }
+
+/// WebSockets over HTTP/2 (RFC 8441 extended CONNECT, cleartext with prior
+/// knowledge): the same gateway, the same token check, the same frames.
+#[backend_test]
+async fn gateway_works_over_http2_extended_connect() {
+    use futures::StreamExt;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use obscura_proto::web_socket_frame::Payload;
+    use prost::Message as _;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    let relay = Relay::start().await;
+    let sender = relay.register(12).await;
+    let user = relay.register(12).await;
+
+    let tcp = tokio::net::TcpStream::connect(relay.addr()).await.unwrap();
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("HTTP/2 with prior knowledge");
+    tokio::spawn(conn);
+    let connect = |token: String| {
+        hyper::Request::builder()
+            .method(hyper::Method::CONNECT)
+            .uri(format!("http://{}/v1/gateway?token={token}", relay.addr()))
+            .header("sec-websocket-version", "13")
+            .extension(hyper::ext::Protocol::from_static("websocket"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+
+    let refused = h2
+        .send_request(connect(format!("{}x", user.token)))
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401, "bad token over HTTP/2");
+
+    let resp = h2.send_request(connect(user.token.clone())).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "extended CONNECT accepted");
+    let upgraded = hyper::upgrade::on(resp).await.expect("HTTP/2 stream");
+    let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        TokioIo::new(upgraded),
+        Role::Client,
+        None,
+    )
+    .await;
+
+    relay
+        .send_ok(&sender.token, &user.id, &message(2, b"over h2"))
+        .await;
+    let envelope = loop {
+        let msg = tokio::time::timeout(TIMEOUT, ws.next())
+            .await
+            .expect("an envelope within the timeout")
+            .expect("stream open")
+            .expect("frame");
+        let Message::Binary(bytes) = msg else {
+            continue;
+        };
+        match obscura_proto::WebSocketFrame::decode(bytes.as_ref())
+            .unwrap()
+            .payload
+        {
+            Some(Payload::Envelope(e)) => break e,
+            _ => continue,
+        }
+    };
+    assert_eq!(envelope.message.unwrap().content, b"over h2");
+    let ack = obscura_proto::WebSocketFrame {
+        payload: Some(Payload::Ack(obscura_proto::AckMessage {
+            message_id: envelope.id.clone(),
+            message_ids: vec![],
+        })),
+    };
+    ws.send(Message::Binary(ack.encode_to_vec().into()))
+        .await
+        .unwrap();
+
+    // Closing flushes the session's ACKs before a successor may start.
+    ws.close(None).await.unwrap();
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(TIMEOUT, ws.next()).await {}
+    // Acknowledged over HTTP/2: an HTTP/1.1 socket gets only what follows.
+    let mut again = relay.connect(&user.token).await;
+    relay
+        .send_ok(&sender.token, &user.id, &message(2, b"fence"))
+        .await;
+    assert_eq!(again.envelope().await.message.unwrap().content, b"fence");
+}

@@ -72,16 +72,6 @@ async fn auth_endpoints_are_rate_limited_per_ip() {
         "the burst of 2 is allowed before limiting ({passed} passed)"
     );
 
-    let refresh = |rid: String| {
-        relay
-            .http
-            .post(relay.url("/v1/sessions/refresh"))
-            .header("x-request-id", rid)
-            .json(&json!({"refreshToken": "x"}))
-            .send()
-    };
-    requests_until_429(6, refresh).await;
-
     let register = |rid: String| {
         let body = Device::new(1).registration_json(&unique_name("rl"), "long enough password");
         relay
@@ -93,13 +83,30 @@ async fn auth_endpoints_are_rate_limited_per_ip() {
     };
     requests_until_429(6, register).await;
 
-    // The strict auth bucket does not spill over onto other routes.
+    // The strict auth bucket does not spill over onto other routes, not
+    // even token refresh (no password is hashed there).
     let resp = relay.get_bundle(&uuid::Uuid::new_v4().to_string()).await;
     expect_error(resp, 404).await;
+    let resp = refresh(&relay, uuid::Uuid::new_v4().to_string())
+        .await
+        .unwrap();
+    expect_error(resp, 401).await;
+}
+
+fn refresh(
+    relay: &Relay,
+    rid: String,
+) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> {
+    relay
+        .http
+        .post(relay.url("/v1/sessions/refresh"))
+        .header("x-request-id", rid)
+        .json(&json!({"refreshToken": "not a refresh token"}))
+        .send()
 }
 
 #[backend_test]
-async fn bundle_fetch_and_gateway_handshake_are_rate_limited_per_ip() {
+async fn bundle_fetch_refresh_and_gateway_handshake_are_rate_limited_per_ip() {
     let relay =
         Relay::start_with(&["--ip-rate-limit-per-sec", "1", "--ip-rate-limit-burst", "3"]).await;
     let user = relay.register(12).await;
@@ -113,6 +120,8 @@ async fn bundle_fetch_and_gateway_handshake_are_rate_limited_per_ip() {
     .await
     .min(3);
     assert_eq!(passed, 3, "the burst of 3 is allowed");
+    // Token refresh shares the per-IP bucket, which is now empty.
+    requests_until_429(4, |rid| refresh(&relay, rid)).await;
 
     let mut sockets = Vec::new();
     for attempt in 0..8 {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::dto::{AuthResponse, OneTimePreKeyDto, SignedPreKeyDto, decode_b64};
-use super::extract::{AuthLimited, AuthUser, JsonBody};
+use super::extract::{AuthLimited, AuthUser, IpLimited, JsonBody};
 use crate::domain::accounts::Registration;
 use crate::error::Result;
 
@@ -70,8 +70,11 @@ pub async fn logout(
     Ok(StatusCode::OK)
 }
 
+/// No password is hashed here (the refresh token is 256 random bits, looked
+/// up by its SHA-256), so the strict login bucket does not apply: a whole
+/// NAT of clients refreshing every few minutes must not be refused.
 pub async fn refresh(
-    _: AuthLimited,
+    _: IpLimited,
     State(state): State<AppState>,
     JsonBody(req): JsonBody<RefreshTokenRequest>,
 ) -> Result<Json<AuthResponse>> {

@@ -90,7 +90,8 @@ impl FromRequestParts<AppState> for IpLimited {
     }
 }
 
-/// Charged against the stricter per-IP bucket of register / login / refresh.
+/// Charged against the stricter per-IP bucket of register and login (each
+/// costs an Argon2id hash).
 pub struct AuthLimited;
 
 impl FromRequestParts<AppState> for AuthLimited {

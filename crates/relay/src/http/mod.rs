@@ -59,7 +59,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/keys", post(keys::upload))
         .route("/v1/keys/{user_id}", get(keys::bundle))
         .route("/v1/messages/{recipient_id}", post(messages::send))
-        .route("/v1/gateway", get(gateway::upgrade))
+        // GET: HTTP/1.1 upgrade; CONNECT: WebSockets over HTTP/2 (RFC 8441).
+        .route(
+            "/v1/gateway",
+            get(gateway::upgrade).connect(gateway::upgrade),
+        )
         .route("/v1/attachments", post(attachments::upload))
         .route("/v1/attachments/{id}", get(attachments::download))
         .route("/v1/push-tokens", put(push_tokens::put))

@@ -23,7 +23,7 @@ pub enum Bucket {
     User(Uuid),
     /// Unauthenticated reads (key bundles, gateway handshake), by client IP.
     Ip(IpAddr),
-    /// Register / login / refresh, by client IP (stricter).
+    /// Register / login, by client IP (stricter: each costs an Argon2id hash).
     Auth(IpAddr),
 }
 
