@@ -211,29 +211,11 @@ impl Cluster {
                 },
                 port: self.http_addr.port(),
                 share_count: u32::try_from(share_count()).unwrap_or(u32::MAX),
-                timestamp: u64::try_from(crate::auth::now_ns()).unwrap_or(0),
+                // Unix seconds, as the reference guardian sends them.
+                timestamp: u64::try_from(crate::auth::now_ns() / 1_000_000_000).unwrap_or(0),
             };
-            let ok = async {
-                if conn.is_none() {
-                    conn = Some(peer::connect(addr, self.interval).await?);
-                }
-                let c = conn
-                    .as_mut()
-                    .ok_or_else(|| anyhow::anyhow!("no connection"))?;
-                peer::request(
-                    c,
-                    Frame::new(msg::HEARTBEAT, hb.encode()),
-                    msg::HEARTBEAT_ACK,
-                    self.interval,
-                )
-                .await
-            }
-            .await
-            .is_ok();
+            let ok = self.send_heartbeat(addr, &mut conn, hb).await.is_ok();
             crate::telemetry::heartbeat(ok);
-            if !ok {
-                conn = None;
-            }
             let mut l = lock(link);
             let before = self.state_of(&l);
             if ok {
@@ -247,6 +229,37 @@ impl Cluster {
                 tracing::info!(peer = %addr, from = ?before, to = ?after, "peer state changed");
             }
         }
+    }
+
+    /// One heartbeat, acked within one interval. The connection is kept for
+    /// the next one; if a kept connection fails (a peer that answers one
+    /// message per connection, as the reference guardian does, or one that
+    /// restarted), a fresh one is tried at once in the time left, so that
+    /// is not counted as a miss. Any failure drops the connection.
+    async fn send_heartbeat(
+        &self,
+        addr: &str,
+        conn: &mut Option<peer::Connection>,
+        hb: Heartbeat,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + self.interval;
+        let frame = || Frame::new(msg::HEARTBEAT, hb.encode());
+        let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
+        if let Some(c) = conn.as_mut() {
+            if peer::request(c, frame(), msg::HEARTBEAT_ACK, left())
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            *conn = None;
+        }
+        let c = conn.insert(peer::connect(addr, left()).await?);
+        let acked = peer::request(c, frame(), msg::HEARTBEAT_ACK, left()).await;
+        if acked.is_err() {
+            *conn = None;
+        }
+        acked.map(drop)
     }
 }
 

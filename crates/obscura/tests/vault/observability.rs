@@ -182,6 +182,50 @@ async fn peer_liveness_gauges_follow_the_peer() {
     assert!(a.scrape().await.value(HEARTBEATS, &[("outcome", "missed")]) >= 1.0);
 }
 
+/// A peer that answers one message per connection and then closes it (the
+/// reference guardian's listener): every heartbeat is still acked, none is
+/// counted as missed, and the timestamp is in Unix seconds.
+#[tokio::test]
+async fn heartbeats_to_a_one_message_per_connection_peer_are_never_missed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer = listener.local_addr().unwrap().to_string();
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut frame = [0u8; 6 + 18];
+            if s.read_exact(&mut frame).await.is_err() {
+                continue;
+            }
+            assert_eq!(&frame[..6], &[1, 0x01, 0, 0, 0, 18], "heartbeat header");
+            let ts = u64::from_be_bytes(frame[16..24].try_into().unwrap());
+            s.write_all(&[1, 0x02, 0, 0, 0, 0]).await.unwrap();
+            let _ = seen_tx.send(ts);
+            // dropped: one message per connection
+        }
+    });
+    let a = Guardian::start(&["--peers", &peer, "--heartbeat-interval-ms", "100"]).await;
+    for _ in 0..6 {
+        let ts = tokio::time::timeout(Duration::from_secs(10), seen_rx.recv())
+            .await
+            .expect("a heartbeat within 10 s")
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(
+            ts.abs_diff(now) <= 5,
+            "timestamp {ts} is not Unix seconds (now {now})"
+        );
+    }
+    let m = a.scrape().await;
+    assert!(m.value(HEARTBEATS, &[("outcome", "acked")]) >= 5.0);
+    assert_eq!(m.value(HEARTBEATS, &[("outcome", "missed")]), 0.0);
+    assert_eq!(m.value(PEERS, &[("state", "alive")]), 1.0);
+}
+
 #[tokio::test]
 async fn livez_and_readyz_report_the_guardian_state() {
     let g = Guardian::start(&[]).await;

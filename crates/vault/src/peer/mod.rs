@@ -137,10 +137,10 @@ async fn answer_verify(vault: &Vault, req: &VerifyRequest) -> VerifyResponse {
 }
 
 /// Connects to a peer within `timeout`.
-pub async fn connect(
-    addr: &str,
-    timeout: Duration,
-) -> anyhow::Result<Framed<TcpStream, FrameCodec>> {
+/// A framed connection to another guardian's peer port.
+pub type Connection = Framed<TcpStream, FrameCodec>;
+
+pub async fn connect(addr: &str, timeout: Duration) -> anyhow::Result<Connection> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .context("connect timed out")?
@@ -151,7 +151,7 @@ pub async fn connect(
 
 /// Sends one frame and waits for the first reply of type `reply_type`.
 pub async fn request(
-    conn: &mut Framed<TcpStream, FrameCodec>,
+    conn: &mut Connection,
     frame: Frame,
     reply_type: u8,
     timeout: Duration,
