@@ -50,7 +50,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Statement journals of multi-row batches in memory (bounded by
+            // the batch limits) rather than a file created and unlinked in
+            // /var/tmp per batch: ~5 syscalls and ext4 metadata each time.
+            .pragma("temp_store", "memory");
         // No ping on acquire (both pools): a local SQLite connection does not
         // go stale, and each ping is a round trip to its worker thread.
         let writer = SqlitePoolOptions::new()
