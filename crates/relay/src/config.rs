@@ -46,7 +46,8 @@ pub struct Quota {
 pub struct RateLimits {
     /// Per authenticated user, on every authenticated route.
     pub user: Quota,
-    /// Per client IP, on unauthenticated routes (key bundles, gateway handshake).
+    /// Per client IP, on unauthenticated routes (key bundles, gateway
+    /// handshake, token refresh).
     pub ip: Quota,
     /// Per client IP, on register / login.
     pub auth: Quota,

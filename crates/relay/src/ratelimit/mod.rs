@@ -21,7 +21,8 @@ use crate::config::{Quota, RateLimits};
 pub enum Bucket {
     /// Any authenticated request, by user.
     User(Uuid),
-    /// Unauthenticated reads (key bundles, gateway handshake), by client IP.
+    /// Unauthenticated routes (key bundles, gateway handshake, token
+    /// refresh), by client IP.
     Ip(IpAddr),
     /// Register / login, by client IP (stricter: each costs an Argon2id hash).
     Auth(IpAddr),
