@@ -27,12 +27,8 @@ DB=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 REDIS=${REDIS_URL:-redis://127.0.0.1:6379}
 PORT=3470
 DIR=$(mktemp -d /tmp/obscura-ab.XXXXXX)
-# Benchmark-only settings: cheap password hashing and rate limits a single
-# load generator does not trip (docs/performance.md, "Starting the servers").
-BENCH_FLAGS=(--argon2-memory-kib 1024 --argon2-iterations 1
-  --auth-rate-limit-per-sec 100000 --auth-rate-limit-burst 100000
-  --ip-rate-limit-per-sec 100000 --ip-rate-limit-burst 100000
-  --rate-limit-per-sec 1000000 --rate-limit-burst 1000000)
+# shellcheck source=bench-flags.sh
+. "$(dirname "$0")/bench-flags.sh"
 
 pg() { psql "$DB" -tAc "$1"; }
 cpu_ticks() { # utime + stime of the given processes, in clock ticks

@@ -14,14 +14,11 @@ MESSAGES=$2
 CONCURRENCY=$3
 PORT=3475
 DIR=$(mktemp -d /tmp/obscura-cpu.XXXXXX)
-# Benchmark-only settings (docs/performance.md, "Starting the servers").
-FLAGS=(--argon2-memory-kib 1024 --argon2-iterations 1
-  --auth-rate-limit-per-sec 100000 --auth-rate-limit-burst 100000
-  --ip-rate-limit-per-sec 100000 --ip-rate-limit-burst 100000
-  --rate-limit-per-sec 1000000 --rate-limit-burst 1000000)
+# shellcheck source=bench-flags.sh
+. "$(dirname "$0")/bench-flags.sh"
 
 "$BIN" relay --listen "127.0.0.1:$PORT" --mgmt-listen "127.0.0.1:$((PORT + 1))" \
-  --data-dir "$DIR/data" "${FLAGS[@]}" >"$DIR/relay.log" 2>&1 &
+  --data-dir "$DIR/data" "${BENCH_FLAGS[@]}" >"$DIR/relay.log" 2>&1 &
 relay=$!
 trap 'kill "$relay" 2>/dev/null || true; wait "$relay" 2>/dev/null || true; rm -rf "$DIR"' EXIT
 for _ in $(seq 1 300); do
