@@ -103,19 +103,19 @@ pub struct RelayArgs {
     #[arg(long, env = "OBSCURA_MIN_PASSWORD_CHARS", value_name = "N")]
     pub min_password_chars: Option<u32>,
 
-    /// Sustained requests per second per authenticated user. [default: 20]
+    /// Sustained requests per second per authenticated user. [default: 50]
     #[arg(long, env = "OBSCURA_RATE_LIMIT_PER_SEC", value_name = "RATE")]
     pub rate_limit_per_sec: Option<f64>,
 
-    /// Burst size per authenticated user. [default: 100]
+    /// Burst size per authenticated user. [default: 500]
     #[arg(long, env = "OBSCURA_RATE_LIMIT_BURST", value_name = "N")]
     pub rate_limit_burst: Option<u32>,
 
-    /// Requests per second per IP on unauthenticated routes (key bundles, gateway handshake, token refresh). [default: 10]
+    /// Requests per second per IP on unauthenticated routes (key bundles, gateway handshake, token refresh). [default: 20]
     #[arg(long, env = "OBSCURA_IP_RATE_LIMIT_PER_SEC", value_name = "RATE")]
     pub ip_rate_limit_per_sec: Option<f64>,
 
-    /// Burst size per IP on unauthenticated routes. [default: 50]
+    /// Burst size per IP on unauthenticated routes. [default: 200]
     #[arg(long, env = "OBSCURA_IP_RATE_LIMIT_BURST", value_name = "N")]
     pub ip_rate_limit_burst: Option<u32>,
 

@@ -221,16 +221,16 @@ impl Config {
             rate_limits: RateLimits {
                 user: quota(
                     a.rate_limit_per_sec,
-                    20.0,
+                    50.0,
                     a.rate_limit_burst,
-                    100,
+                    500,
                     "rate-limit-*",
                 )?,
                 ip: quota(
                     a.ip_rate_limit_per_sec,
-                    10.0,
+                    20.0,
                     a.ip_rate_limit_burst,
-                    50,
+                    200,
                     "ip-rate-limit-*",
                 )?,
                 auth: quota(
@@ -646,6 +646,20 @@ mod tests {
             }
         );
         assert!(!c.argon2.below_owasp());
+        assert_eq!(
+            c.rate_limits.user,
+            Quota {
+                per_sec: 50.0,
+                burst: 500
+            }
+        );
+        assert_eq!(
+            c.rate_limits.ip,
+            Quota {
+                per_sec: 20.0,
+                burst: 200
+            }
+        );
         assert_eq!(
             c.rate_limits.auth,
             Quota {
