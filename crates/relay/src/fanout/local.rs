@@ -10,22 +10,21 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::signals::{self, SignalSender};
 use super::{CloseReason, Fanout, Signal, Subscription};
 
-/// Room for a burst of `Message` signals (the channel allocates slots in
-/// blocks of 32 anyway); when it is full the session has a wake-up pending
-/// and is marked lagged, so it reads the store instead.
+/// Room for a burst of `Message` signals; when it is full the session has a
+/// wake-up pending and is marked lagged, so it reads the store instead.
 const SIGNAL_QUEUE: usize = 32;
 /// Live sessions per user on one node; a newer one replaces the oldest.
 pub const MAX_SESSIONS_PER_USER: usize = 4;
 
 struct Entry {
     conn: u64,
-    signals: mpsc::Sender<Signal>,
+    signals: SignalSender,
     close: CancellationToken,
     close_reason: Arc<Mutex<Option<CloseReason>>>,
     done: CancellationToken,
@@ -84,7 +83,7 @@ impl Drop for Guard {
 
 impl Fanout for LocalFanout {
     fn subscribe(&self, user: Uuid) -> Subscription {
-        let (tx, rx) = mpsc::channel(SIGNAL_QUEUE);
+        let (tx, rx) = signals::queue(SIGNAL_QUEUE);
         let close = CancellationToken::new();
         let close_reason = Arc::new(Mutex::new(None));
         let done = CancellationToken::new();
@@ -209,7 +208,7 @@ mod tests {
         assert!(subs.iter().all(|s| s.predecessor_done.is_none()));
         fanout.notify(user, Signal::Messages);
         for sub in &mut subs {
-            assert_eq!(sub.signals.try_recv().ok(), Some(Signal::Messages));
+            assert_eq!(sub.signals.try_recv(), Some(Signal::Messages));
         }
         let newest = fanout.subscribe(user);
         assert_eq!(subs[0].close_reason(), Some(CloseReason::Replaced));
@@ -238,8 +237,8 @@ mod tests {
         let mut sub = fanout.subscribe(user);
         fanout.notify(user, Signal::Messages);
         fanout.notify(Uuid::new_v4(), Signal::Messages);
-        assert_eq!(sub.signals.try_recv().ok(), Some(Signal::Messages));
-        assert!(sub.signals.try_recv().is_err());
+        assert_eq!(sub.signals.try_recv(), Some(Signal::Messages));
+        assert!(sub.signals.try_recv().is_none());
         // Never blocks, even when nobody drains the queue.
         for _ in 0..100 {
             fanout.notify(user, Signal::Messages);
@@ -287,7 +286,7 @@ mod tests {
         assert!(sub.take_lagged(), "the 33rd message was dropped");
         assert!(!sub.take_lagged(), "taking clears the flag");
         // What was queued stays, in order.
-        let seqs: Vec<i64> = std::iter::from_fn(|| sub.signals.try_recv().ok())
+        let seqs: Vec<i64> = std::iter::from_fn(|| sub.signals.try_recv())
             .map(|s| match s {
                 Signal::Message(c) => c.message.seq,
                 other => panic!("unexpected {other:?}"),

@@ -9,8 +9,8 @@
 
 pub mod local;
 pub mod redis;
+pub mod signals;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -42,7 +42,7 @@ pub enum CloseReason {
 /// A session's registration. Dropping it unregisters the session and tells
 /// a successor (one that replaced it) that it has finished.
 pub struct Subscription {
-    pub signals: mpsc::Receiver<Signal>,
+    pub signals: signals::SignalReceiver,
     /// Cancelled when the session must close; the reason is in `close_reason`.
     pub close: CancellationToken,
     pub close_reason: std::sync::Arc<std::sync::Mutex<Option<CloseReason>>>,

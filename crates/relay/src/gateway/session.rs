@@ -158,7 +158,7 @@ impl Session {
                 biased;
                 _ = shutdown.cancelled() => return Ok(End::Shutdown),
                 _ = sub.close.cancelled() => return Ok(End::Closed(sub.close_reason())),
-                Some(signal) = sub.signals.recv() => match signal {
+                signal = sub.signals.recv() => match signal {
                     Signal::Messages => wake = true,
                     // Sent straight from the writer: when this session has
                     // sent everything up to the recipient's previous message
