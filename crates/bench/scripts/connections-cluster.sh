@@ -26,11 +26,8 @@ OUT=${OUT:-$(mktemp -d /tmp/obscura-connections.XXXXXX)}
 RUN=conn_$(date +%s)
 PER=$(((TOTAL + NODES - 1) / NODES))
 SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-# Benchmark-only settings: cheap password hashing for mass registration and
-# rate limits that a single load generator does not trip (never in production).
-BENCH_FLAGS=(--argon2-memory-kib 1024 --argon2-iterations 1
-  --auth-rate-limit-per-sec 100000 --auth-rate-limit-burst 100000
-  --ip-rate-limit-per-sec 100000 --ip-rate-limit-burst 100000)
+# shellcheck source=bench-flags.sh
+. "$(dirname "$0")/bench-flags.sh"
 
 mkdir -p "$OUT"
 echo "limit: $(ulimit -Hn) descriptors per process; $NODES nodes × $PER sockets; output in $OUT"
